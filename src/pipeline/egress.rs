@@ -1,0 +1,118 @@
+//! Packets from a local workload (SPEC §3), checked in the SPEC's order:
+//! well-formed IPv4, anti-spoofing, no encapsulation from workloads, TTL,
+//! route lookup, MTU; then the TTL is decremented and the packet delivered
+//! locally or encapsulated.
+
+use super::encap::{encapsulate, flow_hash, src_port};
+use super::icmp::{self, error_in_place};
+use super::{DropReason, FragJob, Packet, State, Target, Verdict};
+use crate::table::{EndpointId, Hop, Tables};
+use crate::wire::ipv4;
+
+/// Runs the egress pipeline on `pkt`, an IPv4 packet read from the TUN
+/// device of endpoint `from`.
+pub fn egress(t: &Tables, st: &mut State, from: EndpointId, pkt: &mut Packet) -> Verdict {
+    let h = match ipv4::parse(pkt.data()) {
+        Ok(h) => h,
+        Err(ipv4::Error::NotIpv4) => return Verdict::Drop(DropReason::NotIpv4),
+        Err(ipv4::Error::Malformed) => return Verdict::Drop(DropReason::Malformed),
+        Err(ipv4::Error::BadChecksum) => return Verdict::Drop(DropReason::BadChecksum),
+    };
+    // A TUN read is exactly one packet: its total length must say so.
+    if h.total_len != pkt.len() {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let Some(endpoint) = t.endpoint(from) else {
+        return Verdict::Drop(DropReason::SpoofedSource);
+    };
+    if !endpoint.ips.iter().any(|ip| u32::from(*ip) == h.src) {
+        return Verdict::Drop(DropReason::SpoofedSource);
+    }
+    if is_encapsulated(t, &h, pkt.data()) {
+        return Verdict::Drop(DropReason::EncapFromWorkload);
+    }
+    if h.ttl <= 1 {
+        return icmp_error(
+            t,
+            st,
+            from,
+            pkt,
+            &h,
+            icmp::Kind::TimeExceeded,
+            DropReason::TtlExceeded,
+        );
+    }
+    let (target, mtu) = match t.lookup(h.dst) {
+        None => return Verdict::Drop(DropReason::NoRoute),
+        Some(Hop::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
+        Some(Hop::VxlanNoNeighbour) => return Verdict::Drop(DropReason::NoNeighbour),
+        Some(Hop::VxlanNoFdb) => return Verdict::Drop(DropReason::NoFdb),
+        Some(Hop::Endpoint(to)) => {
+            decrement_ttl(pkt);
+            return Verdict::Deliver(to);
+        }
+        Some(Hop::Ipip { node }) => (Target::Ipip { node }, t.mtu().ipip),
+        Some(Hop::Vxlan { node, mac }) => {
+            let src_port = src_port(flow_hash(&h, pkt.data()));
+            (
+                Target::Vxlan {
+                    node,
+                    mac,
+                    src_port,
+                },
+                t.mtu().vxlan,
+            )
+        }
+        Some(Hop::Direct { gw }) => (Target::Direct { gw }, t.mtu().direct),
+    };
+    if pkt.len() > usize::from(mtu) {
+        if h.dont_fragment() {
+            let kind = icmp::Kind::FragNeeded { mtu };
+            return icmp_error(t, st, from, pkt, &h, kind, DropReason::TooBig);
+        }
+        let Some(job) = FragJob::plan(&h, mtu, target) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        decrement_ttl(pkt);
+        return Verdict::Fragment(job);
+    }
+    decrement_ttl(pkt);
+    encapsulate(t, st, pkt, target)
+}
+
+/// IP-in-IP, or UDP to the VXLAN port (checked on first fragments only:
+/// later ones carry no UDP header).
+fn is_encapsulated(t: &Tables, h: &ipv4::Header, data: &[u8]) -> bool {
+    match h.proto {
+        ipv4::proto::IPIP => true,
+        ipv4::proto::UDP if !h.is_later_fragment() => data
+            .get(h.header_len + 2..h.header_len + 4)
+            .and_then(|p| p.first_chunk::<2>())
+            .is_some_and(|p| u16::from_be_bytes(*p) == t.vxlan().port),
+        _ => false,
+    }
+}
+
+fn decrement_ttl(pkt: &mut Packet) {
+    if let Some(h) = pkt.data_mut().first_chunk_mut() {
+        ipv4::decrement_ttl(h);
+    }
+}
+
+/// Drops the packet for `reason`, turning it into an ICMP error for its
+/// sender when one may be sent.
+fn icmp_error(
+    t: &Tables,
+    st: &mut State,
+    from: EndpointId,
+    pkt: &mut Packet,
+    h: &ipv4::Header,
+    kind: icmp::Kind,
+    reason: DropReason,
+) -> Verdict {
+    if error_in_place(t, st, pkt, h, kind) {
+        Verdict::Icmp { to: from, reason }
+    } else {
+        Verdict::Drop(reason)
+    }
+}

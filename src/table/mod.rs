@@ -1,0 +1,596 @@
+//! The node's forwarding tables (SPEC §2): routes, neighbours, FDB, known
+//! peers and local endpoints, compiled into one immutable [`Tables`] snapshot.
+//!
+//! [`TablesBuilder`] assembles a snapshot from routes and entries, whatever
+//! produced them; [`compile`] derives them from Calico resources the way Felix
+//! programs the kernel. Building resolves every VXLAN route through the
+//! neighbour and FDB tables once, so the per-packet path does one route lookup.
+
+mod compile;
+pub mod lpm;
+
+use std::fmt::{self, Write as _};
+use std::net::Ipv4Addr;
+
+use ipnetwork::Ipv4Network;
+use sha1::{Digest, Sha1};
+
+use crate::wire::MacAddr;
+pub use compile::{CompileError, Underlay, compile};
+use lpm::Lpm;
+
+/// The name Calico gives the VXLAN device.
+pub const VXLAN_DEV: &str = "vxlan.calico";
+/// The name of the IPIP device Calico uses (the kernel's fallback tunnel).
+pub const IPIP_DEV: &str = "tunl0";
+/// Bytes IPIP adds: one IPv4 header.
+pub const IPIP_OVERHEAD: u16 = 20;
+/// Bytes VXLAN adds: IPv4, UDP, VXLAN and Ethernet headers.
+pub const VXLAN_OVERHEAD: u16 = 50;
+
+/// Felix's VTEP MAC rule: `0x66` (ASCII 'f') then the first five bytes of the
+/// SHA-1 of the node name.
+pub fn vtep_mac_for(node_name: &str) -> MacAddr {
+    let digest = Sha1::digest(node_name.as_bytes());
+    MacAddr([0x66, digest[0], digest[1], digest[2], digest[3], digest[4]])
+}
+
+/// Index of a local endpoint in [`Tables::endpoints`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointId(pub u32);
+
+impl EndpointId {
+    /// As an index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A local workload endpoint: a TUN device and the addresses behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The TUN device name (`spec.interfaceName`).
+    pub interface: String,
+    /// The `WorkloadEndpoint` resource name.
+    pub name: String,
+    /// The endpoint's addresses; a packet from it must have one as source.
+    pub ips: Vec<Ipv4Addr>,
+    /// The MTU of the mode of the endpoint's pool.
+    pub mtu: u16,
+}
+
+/// Where a route sends traffic, as `ip route` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A local workload: `dev <tun> scope link`.
+    Endpoint(EndpointId),
+    /// A local block: `blackhole`.
+    Blackhole,
+    /// A remote block over VXLAN: `via <tunnel ip> dev vxlan.calico onlink`.
+    Vxlan { gw: Ipv4Addr },
+    /// A remote block over IPIP: `via <node ip> dev tunl0 onlink`.
+    Ipip { gw: Ipv4Addr },
+    /// A remote block routed directly: `via <node ip> dev <underlay> onlink`.
+    Direct { gw: Ipv4Addr },
+}
+
+/// One route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Network,
+    pub via: Via,
+}
+
+/// A route resolved for forwarding: everything the encapsulation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    Endpoint(EndpointId),
+    Blackhole,
+    /// IPIP to the node at this address.
+    Ipip {
+        node: Ipv4Addr,
+    },
+    /// VXLAN to the node at `node`, inner destination MAC `mac`.
+    Vxlan {
+        node: Ipv4Addr,
+        mac: MacAddr,
+    },
+    /// A VXLAN route whose gateway has no neighbour entry.
+    VxlanNoNeighbour,
+    /// A VXLAN route whose gateway MAC has no FDB entry.
+    VxlanNoFdb,
+    /// Unencapsulated to the next-hop node.
+    Direct {
+        gw: Ipv4Addr,
+    },
+}
+
+/// A permanent neighbour (ARP) entry on `vxlan.calico`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neigh {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// A permanent FDB entry on `vxlan.calico`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fdb {
+    pub mac: MacAddr,
+    pub dst: Ipv4Addr,
+}
+
+/// The MTU of each mode: the largest inner packet sent unfragmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mtus {
+    pub ipip: u16,
+    pub vxlan: u16,
+    pub direct: u16,
+}
+
+impl Mtus {
+    /// Underlay MTU minus each mode's overhead (saturating at 0).
+    pub fn from_underlay(mtu: u16) -> Self {
+        Mtus {
+            ipip: mtu.saturating_sub(IPIP_OVERHEAD),
+            vxlan: mtu.saturating_sub(VXLAN_OVERHEAD),
+            direct: mtu,
+        }
+    }
+}
+
+/// The local node as the dataplane needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    pub name: String,
+    /// The node IP: the outer source of everything podwire sends, and the
+    /// source of the ICMP errors it generates.
+    pub ip: Ipv4Addr,
+    /// The node's subnet (from `spec.bgp.ipv4Address`).
+    pub subnet: Ipv4Network,
+    /// The local VTEP MAC.
+    pub vtep_mac: MacAddr,
+}
+
+/// VXLAN parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanParams {
+    pub vni: u32,
+    pub port: u16,
+}
+
+/// An inconsistency found while building tables.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("two routes for {0}")]
+    DuplicateRoute(Ipv4Network),
+    #[error("route {0} names endpoint #{1}, which does not exist")]
+    NoSuchEndpoint(Ipv4Network, u32),
+    #[error("two neighbour entries for {0}")]
+    DuplicateNeigh(Ipv4Addr),
+    #[error("two FDB entries for {0}")]
+    DuplicateFdb(MacAddr),
+}
+
+/// One immutable snapshot of everything the pipeline consults.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    local: LocalNode,
+    vxlan: VxlanParams,
+    mtu: Mtus,
+    underlay: Underlay,
+    routes: Vec<Route>,
+    lpm: Lpm<Hop>,
+    neigh: Vec<Neigh>,
+    fdb: Vec<Fdb>,
+    peers: Vec<u32>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Tables {
+    /// The local node.
+    pub fn local(&self) -> &LocalNode {
+        &self.local
+    }
+    /// VXLAN VNI and port.
+    pub fn vxlan(&self) -> VxlanParams {
+        self.vxlan
+    }
+    /// Per-mode MTUs.
+    pub fn mtu(&self) -> Mtus {
+        self.mtu
+    }
+    /// The underlay device.
+    pub fn underlay(&self) -> &Underlay {
+        &self.underlay
+    }
+    /// Routes, sorted by destination.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+    /// Neighbour entries, sorted by address.
+    pub fn neigh(&self) -> &[Neigh] {
+        &self.neigh
+    }
+    /// FDB entries, sorted by MAC.
+    pub fn fdb(&self) -> &[Fdb] {
+        &self.fdb
+    }
+    /// Local endpoints, indexed by [`EndpointId`].
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+    /// One endpoint.
+    #[inline]
+    pub fn endpoint(&self, id: EndpointId) -> Option<&Endpoint> {
+        self.endpoints.get(id.index())
+    }
+    /// The endpoint with this interface name.
+    pub fn endpoint_by_interface(&self, name: &str) -> Option<EndpointId> {
+        self.endpoints
+            .iter()
+            .position(|e| e.interface == name)
+            .map(|i| EndpointId(i as u32))
+    }
+    /// Known peers: every other node's IP, sorted.
+    pub fn peers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.peers.iter().map(|&p| Ipv4Addr::from(p))
+    }
+
+    /// Longest-prefix match of `dst`, resolved for forwarding.
+    #[inline]
+    pub fn lookup(&self, dst: u32) -> Option<Hop> {
+        self.lpm.lookup(dst)
+    }
+
+    /// True when `src` is another node of the cluster.
+    #[inline]
+    pub fn is_peer(&self, src: u32) -> bool {
+        self.peers.binary_search(&src).is_ok()
+    }
+
+    /// Formats one route as `ip route` prints it.
+    pub fn route_line(&self, r: &Route) -> String {
+        let dst = if r.dst.prefix() == 32 {
+            r.dst.ip().to_string()
+        } else {
+            format!("{}/{}", r.dst.network(), r.dst.prefix())
+        };
+        match r.via {
+            Via::Blackhole => format!("blackhole {dst}"),
+            Via::Endpoint(id) => {
+                let dev = self.endpoint(id).map_or("?", |e| e.interface.as_str());
+                format!("{dst} dev {dev} scope link")
+            }
+            Via::Vxlan { gw } => format!("{dst} via {gw} dev {VXLAN_DEV} onlink"),
+            Via::Ipip { gw } => format!("{dst} via {gw} dev {IPIP_DEV} onlink"),
+            Via::Direct { gw } => format!("{dst} via {gw} dev {} onlink", self.underlay.name),
+        }
+    }
+
+    /// The routes as `ip route` prints them, one per line.
+    pub fn routes_text(&self) -> String {
+        self.routes.iter().fold(String::new(), |mut s, r| {
+            let _ = writeln!(s, "{}", self.route_line(r));
+            s
+        })
+    }
+
+    /// The neighbour table as `ip neigh` prints it.
+    pub fn neigh_text(&self) -> String {
+        self.neigh.iter().fold(String::new(), |mut s, n| {
+            let _ = writeln!(s, "{n}");
+            s
+        })
+    }
+
+    /// The FDB as `bridge fdb` prints it.
+    pub fn fdb_text(&self) -> String {
+        self.fdb.iter().fold(String::new(), |mut s, f| {
+            let _ = writeln!(s, "{f}");
+            s
+        })
+    }
+
+    /// The three sections `podwire check` prints.
+    pub fn report(&self) -> String {
+        format!(
+            "# routes\n{}# neigh\n{}# fdb\n{}",
+            self.routes_text(),
+            self.neigh_text(),
+            self.fdb_text()
+        )
+    }
+}
+
+impl fmt::Display for Neigh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} dev {VXLAN_DEV} lladdr {} PERMANENT",
+            self.ip, self.mac
+        )
+    }
+}
+
+impl fmt::Display for Fdb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} dev {VXLAN_DEV} dst {} self permanent",
+            self.mac, self.dst
+        )
+    }
+}
+
+/// Assembles a [`Tables`] snapshot from routes and entries.
+#[derive(Debug, Clone)]
+pub struct TablesBuilder {
+    local: LocalNode,
+    vxlan: VxlanParams,
+    mtu: Mtus,
+    underlay: Underlay,
+    routes: Vec<Route>,
+    neigh: Vec<Neigh>,
+    fdb: Vec<Fdb>,
+    peers: Vec<u32>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl TablesBuilder {
+    /// A builder with Calico's default VNI and port and MTUs from the underlay.
+    pub fn new(local: LocalNode, underlay: Underlay) -> Self {
+        TablesBuilder {
+            local,
+            vxlan: VxlanParams {
+                vni: crate::config::DEFAULT_VXLAN_VNI,
+                port: crate::config::DEFAULT_VXLAN_PORT,
+            },
+            mtu: Mtus::from_underlay(underlay.mtu),
+            underlay,
+            routes: Vec::new(),
+            neigh: Vec::new(),
+            fdb: Vec::new(),
+            peers: Vec::new(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// Sets the VXLAN VNI and port.
+    pub fn vxlan(&mut self, params: VxlanParams) -> &mut Self {
+        self.vxlan = params;
+        self
+    }
+
+    /// Sets the per-mode MTUs.
+    pub fn mtus(&mut self, mtu: Mtus) -> &mut Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// Adds a local endpoint.
+    pub fn endpoint(&mut self, endpoint: Endpoint) -> EndpointId {
+        self.endpoints.push(endpoint);
+        EndpointId(self.endpoints.len() as u32 - 1)
+    }
+
+    /// Adds a route.
+    pub fn route(&mut self, dst: Ipv4Network, via: Via) -> &mut Self {
+        let dst = Ipv4Network::new(dst.network(), dst.prefix()).unwrap_or(dst);
+        self.routes.push(Route { dst, via });
+        self
+    }
+
+    /// Adds a permanent neighbour entry.
+    pub fn neigh(&mut self, ip: Ipv4Addr, mac: MacAddr) -> &mut Self {
+        self.neigh.push(Neigh { ip, mac });
+        self
+    }
+
+    /// Adds a permanent FDB entry.
+    pub fn fdb(&mut self, mac: MacAddr, dst: Ipv4Addr) -> &mut Self {
+        self.fdb.push(Fdb { mac, dst });
+        self
+    }
+
+    /// Adds a known peer.
+    pub fn peer(&mut self, ip: Ipv4Addr) -> &mut Self {
+        self.peers.push(u32::from(ip));
+        self
+    }
+
+    /// Sorts, checks and resolves everything into a snapshot.
+    pub fn build(mut self) -> Result<Tables, BuildError> {
+        self.routes
+            .sort_by_key(|r| (u32::from(r.dst.network()), r.dst.prefix()));
+        if let Some(w) = self.routes.windows(2).find(|w| w[0].dst == w[1].dst) {
+            return Err(BuildError::DuplicateRoute(w[0].dst));
+        }
+        self.neigh.sort_by_key(|n| n.ip);
+        if let Some(w) = self.neigh.windows(2).find(|w| w[0].ip == w[1].ip) {
+            return Err(BuildError::DuplicateNeigh(w[0].ip));
+        }
+        self.fdb.sort_by_key(|f| f.mac);
+        if let Some(w) = self.fdb.windows(2).find(|w| w[0].mac == w[1].mac) {
+            return Err(BuildError::DuplicateFdb(w[0].mac));
+        }
+        self.peers.sort_unstable();
+        self.peers.dedup();
+        let mut lpm = Lpm::new();
+        for r in &self.routes {
+            let hop = match r.via {
+                Via::Endpoint(id) => {
+                    if id.index() >= self.endpoints.len() {
+                        return Err(BuildError::NoSuchEndpoint(r.dst, id.0));
+                    }
+                    Hop::Endpoint(id)
+                }
+                Via::Blackhole => Hop::Blackhole,
+                Via::Ipip { gw } => Hop::Ipip { node: gw },
+                Via::Direct { gw } => Hop::Direct { gw },
+                Via::Vxlan { gw } => self.resolve_vxlan(gw),
+            };
+            lpm.insert(r.dst, hop);
+        }
+        Ok(Tables {
+            local: self.local,
+            vxlan: self.vxlan,
+            mtu: self.mtu,
+            underlay: self.underlay,
+            routes: self.routes,
+            lpm,
+            neigh: self.neigh,
+            fdb: self.fdb,
+            peers: self.peers,
+            endpoints: self.endpoints,
+        })
+    }
+
+    /// Gateway → MAC (neighbour table) → node IP (FDB), as the kernel does.
+    fn resolve_vxlan(&self, gw: Ipv4Addr) -> Hop {
+        let Ok(n) = self.neigh.binary_search_by_key(&gw, |n| n.ip) else {
+            return Hop::VxlanNoNeighbour;
+        };
+        let mac = self.neigh[n].mac;
+        match self.fdb.binary_search_by_key(&mac, |f| f.mac) {
+            Ok(f) => Hop::Vxlan {
+                node: self.fdb[f].dst,
+                mac,
+            },
+            Err(_) => Hop::VxlanNoFdb,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPEC §2: for node `k8s-node1` the VTEP MAC is 66:8c:73:5a:90:99.
+    /// (SHA-1("k8s-node1") starts 8c 73 5a 90 99, checked with `sha1sum`.)
+    #[test]
+    fn vtep_mac_rule_matches_spec_example() {
+        assert_eq!(vtep_mac_for("k8s-node1").to_string(), "66:8c:73:5a:90:99");
+    }
+
+    fn local() -> LocalNode {
+        LocalNode {
+            name: "n1".into(),
+            ip: Ipv4Addr::new(192, 168, 33, 55),
+            subnet: "192.168.33.0/24".parse().unwrap(),
+            vtep_mac: vtep_mac_for("n1"),
+        }
+    }
+
+    fn underlay() -> Underlay {
+        Underlay {
+            name: "eth0".into(),
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn builder_resolves_vxlan_and_reports_gaps() {
+        let mac: MacAddr = "66:90:43:3d:b3:e7".parse().unwrap();
+        let mut b = TablesBuilder::new(local(), underlay());
+        b.route(
+            "10.2.169.128/26".parse().unwrap(),
+            Via::Vxlan {
+                gw: [10, 2, 169, 137].into(),
+            },
+        )
+        .route(
+            "10.2.1.0/26".parse().unwrap(),
+            Via::Vxlan {
+                gw: [10, 2, 1, 1].into(),
+            },
+        )
+        .route(
+            "10.2.2.0/26".parse().unwrap(),
+            Via::Vxlan {
+                gw: [10, 2, 2, 1].into(),
+            },
+        )
+        .neigh([10, 2, 169, 137].into(), mac)
+        .fdb(mac, [192, 168, 33, 57].into())
+        .neigh([10, 2, 2, 1].into(), "66:00:00:00:00:01".parse().unwrap());
+        let t = b.build().unwrap();
+        assert_eq!(
+            t.lookup(u32::from_be_bytes([10, 2, 169, 130])),
+            Some(Hop::Vxlan {
+                node: [192, 168, 33, 57].into(),
+                mac
+            })
+        );
+        assert_eq!(
+            t.lookup(u32::from_be_bytes([10, 2, 1, 9])),
+            Some(Hop::VxlanNoNeighbour)
+        );
+        assert_eq!(
+            t.lookup(u32::from_be_bytes([10, 2, 2, 9])),
+            Some(Hop::VxlanNoFdb)
+        );
+        assert_eq!(t.lookup(u32::from_be_bytes([10, 3, 0, 0])), None);
+    }
+
+    #[test]
+    fn builder_rejects_duplicates_and_bad_endpoint() {
+        let mut b = TablesBuilder::new(local(), underlay());
+        b.route("10.0.0.0/26".parse().unwrap(), Via::Blackhole)
+            .route("10.0.0.0/26".parse().unwrap(), Via::Blackhole);
+        assert_eq!(
+            b.build().unwrap_err(),
+            BuildError::DuplicateRoute("10.0.0.0/26".parse().unwrap())
+        );
+        let mut b = TablesBuilder::new(local(), underlay());
+        b.route("10.0.0.1/32".parse().unwrap(), Via::Endpoint(EndpointId(0)));
+        assert!(matches!(b.build(), Err(BuildError::NoSuchEndpoint(..))));
+    }
+
+    #[test]
+    fn lines_in_iproute2_format() {
+        let mac: MacAddr = "66:90:43:3d:b3:e7".parse().unwrap();
+        let mut b = TablesBuilder::new(local(), underlay());
+        let ep = b.endpoint(Endpoint {
+            interface: "calif5eaaa317d1".into(),
+            name: "wep".into(),
+            ips: vec![[10, 2, 36, 68].into()],
+            mtu: 1450,
+        });
+        b.route("10.2.36.68/32".parse().unwrap(), Via::Endpoint(ep))
+            .route("10.2.36.64/26".parse().unwrap(), Via::Blackhole)
+            .route(
+                "10.2.235.192/26".parse().unwrap(),
+                Via::Ipip {
+                    gw: [192, 168, 33, 53].into(),
+                },
+            )
+            .route(
+                "10.2.169.128/26".parse().unwrap(),
+                Via::Vxlan {
+                    gw: [10, 2, 169, 137].into(),
+                },
+            )
+            .route(
+                "10.2.9.0/26".parse().unwrap(),
+                Via::Direct {
+                    gw: [192, 168, 33, 60].into(),
+                },
+            )
+            .neigh([10, 2, 169, 137].into(), mac)
+            .fdb(mac, [192, 168, 33, 57].into());
+        let t = b.build().unwrap();
+        assert_eq!(
+            t.report(),
+            "# routes\n\
+             10.2.9.0/26 via 192.168.33.60 dev eth0 onlink\n\
+             blackhole 10.2.36.64/26\n\
+             10.2.36.68 dev calif5eaaa317d1 scope link\n\
+             10.2.169.128/26 via 10.2.169.137 dev vxlan.calico onlink\n\
+             10.2.235.192/26 via 192.168.33.53 dev tunl0 onlink\n\
+             # neigh\n\
+             10.2.169.137 dev vxlan.calico lladdr 66:90:43:3d:b3:e7 PERMANENT\n\
+             # fdb\n\
+             66:90:43:3d:b3:e7 dev vxlan.calico dst 192.168.33.57 self permanent\n"
+        );
+    }
+}

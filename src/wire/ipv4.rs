@@ -1,0 +1,315 @@
+//! IPv4 header (RFC 791): validation of received headers and in-place edits.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |Version|  IHL  |  DSCP     |ECN|          Total Length         |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |         Identification        |Flags|      Fragment Offset    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  Time to Live |    Protocol   |         Header Checksum       |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                       Source Address                          |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                    Destination Address                        |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                    Options                    |    Padding    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! Parsing uses etherparse's zero-copy [`etherparse::Ipv4HeaderSlice`] for the
+//! version, IHL and length rules, then checks what etherparse leaves to the
+//! caller: the total length against the bytes read, and the header checksum.
+//! Edits work on the fixed 20-byte part as a `&mut [u8; 20]`, so no index can
+//! be out of bounds.
+
+use super::checksum;
+
+/// Length of an IPv4 header without options.
+pub const HEADER_LEN: usize = 20;
+/// Largest IPv4 total length.
+pub const MAX_LEN: usize = 65_535;
+
+/// Byte offsets of the fixed header fields.
+pub mod field {
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const LEN: usize = 2;
+    pub const ID: usize = 4;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTO: usize = 9;
+    pub const CSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+/// IP protocol numbers podwire looks at.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const IPIP: u8 = 4;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const SCTP: u8 = 132;
+    pub const UDPLITE: u8 = 136;
+}
+
+/// The DF bit in the flags/fragment-offset word.
+pub const FLAG_DF: u16 = 0x4000;
+/// The MF bit in the flags/fragment-offset word.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset (in 8-byte units) in the flags/fragment-offset word.
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+/// ECN codepoints (RFC 3168), the low two bits of the TOS byte.
+pub mod ecn {
+    pub const MASK: u8 = 0b11;
+    pub const NOT_ECT: u8 = 0b00;
+    pub const ECT1: u8 = 0b01;
+    pub const ECT0: u8 = 0b10;
+    pub const CE: u8 = 0b11;
+}
+
+/// Why a header was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The version field is not 4 (IPv6 and anything else).
+    NotIpv4,
+    /// Too short, IHL < 5, or a total length that does not fit what was read.
+    Malformed,
+    /// The header checksum does not verify.
+    BadChecksum,
+}
+
+/// The fields of a validated IPv4 header that the pipeline uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Header length in bytes (IHL × 4), 20..=60.
+    pub header_len: usize,
+    /// Total length in bytes; `header_len <= total_len <= bytes read`.
+    pub total_len: usize,
+    pub tos: u8,
+    pub ident: u16,
+    /// The flags/fragment-offset word.
+    pub flags_frag: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub src: u32,
+    pub dst: u32,
+}
+
+impl Header {
+    /// True when DF is set.
+    pub fn dont_fragment(&self) -> bool {
+        self.flags_frag & FLAG_DF != 0
+    }
+    /// True for any fragment (MF set or a non-zero offset).
+    pub fn is_fragment(&self) -> bool {
+        self.flags_frag & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+    /// True for a fragment other than the first (its L4 header is elsewhere).
+    pub fn is_later_fragment(&self) -> bool {
+        self.flags_frag & FRAG_OFFSET_MASK != 0
+    }
+    /// The ECN codepoint.
+    pub fn ecn(&self) -> u8 {
+        self.tos & ecn::MASK
+    }
+}
+
+/// Validates the IPv4 header at the start of `data`: version 4, IHL ≥ 5,
+/// IHL × 4 ≤ total length ≤ `data.len()`, and a valid header checksum.
+/// Bytes after the total length are the caller's to judge.
+#[inline]
+pub fn parse(data: &[u8]) -> Result<Header, Error> {
+    let Some(&first) = data.first() else {
+        return Err(Error::Malformed);
+    };
+    if first >> 4 != 4 {
+        return Err(Error::NotIpv4);
+    }
+    let slice = etherparse::Ipv4HeaderSlice::from_slice(data).map_err(|_| Error::Malformed)?;
+    let header_len = usize::from(slice.ihl()) * 4;
+    let total_len = usize::from(slice.total_len());
+    if total_len < header_len || total_len > data.len() {
+        return Err(Error::Malformed);
+    }
+    if !checksum::verifies(slice.slice()) {
+        return Err(Error::BadChecksum);
+    }
+    let flags_frag = u16::from_be_bytes([data[field::FLAGS_FRAG], data[field::FLAGS_FRAG + 1]]);
+    Ok(Header {
+        header_len,
+        total_len,
+        tos: slice.dcp().value() << 2 | slice.ecn().value(),
+        ident: slice.identification(),
+        flags_frag,
+        ttl: slice.ttl(),
+        proto: slice.protocol().0,
+        src: u32::from_be_bytes(slice.source()),
+        dst: u32::from_be_bytes(slice.destination()),
+    })
+}
+
+/// Reads a big-endian u16 at a constant offset of the fixed header.
+#[inline]
+fn word(h: &[u8; HEADER_LEN], at: usize) -> u16 {
+    u16::from_be_bytes([h[at], h[at + 1]])
+}
+
+/// Replaces the 16-bit word at `at` and updates the checksum incrementally.
+#[inline]
+fn set_word(h: &mut [u8; HEADER_LEN], at: usize, new: u16) {
+    let old = word(h, at);
+    let csum = checksum::update_word(word(h, field::CSUM), old, new);
+    h[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    h[field::CSUM..field::CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// Decrements the TTL by one, keeping the checksum valid (RFC 1624).
+/// The caller has checked TTL > 1.
+#[inline]
+pub fn decrement_ttl(h: &mut [u8; HEADER_LEN]) {
+    let ttl_proto = word(h, field::TTL);
+    set_word(h, field::TTL, ttl_proto.wrapping_sub(0x0100));
+}
+
+/// Sets the ECN field to CE, keeping the checksum valid.
+#[inline]
+pub fn set_ce(h: &mut [u8; HEADER_LEN]) {
+    let w = word(h, field::VER_IHL);
+    set_word(h, field::VER_IHL, w | u16::from(ecn::CE));
+}
+
+/// ECN of an outer header per RFC 6040 §4.1 (normal mode), as Linux's
+/// `INET_ECN_encapsulate`: copy the inner codepoint, but CE becomes ECT(0).
+#[inline]
+pub fn encap_ecn(inner_tos: u8) -> u8 {
+    match inner_tos & ecn::MASK {
+        ecn::CE => ecn::ECT0,
+        other => other,
+    }
+}
+
+/// Fields of a header podwire writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Emit {
+    pub tos: u8,
+    pub total_len: u16,
+    pub ident: u16,
+    pub flags_frag: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub src: u32,
+    pub dst: u32,
+}
+
+/// Writes a 20-byte header without options, with its checksum.
+#[inline]
+pub fn emit(h: &mut [u8; HEADER_LEN], e: &Emit) {
+    h[field::VER_IHL] = 0x45;
+    h[field::TOS] = e.tos;
+    h[field::LEN..field::LEN + 2].copy_from_slice(&e.total_len.to_be_bytes());
+    h[field::ID..field::ID + 2].copy_from_slice(&e.ident.to_be_bytes());
+    h[field::FLAGS_FRAG..field::FLAGS_FRAG + 2].copy_from_slice(&e.flags_frag.to_be_bytes());
+    h[field::TTL] = e.ttl;
+    h[field::PROTO] = e.proto;
+    h[field::CSUM..field::CSUM + 2].copy_from_slice(&[0, 0]);
+    h[field::SRC..field::SRC + 4].copy_from_slice(&e.src.to_be_bytes());
+    h[field::DST..field::DST + 4].copy_from_slice(&e.dst.to_be_bytes());
+    let csum = checksum::checksum(h);
+    h[field::CSUM..field::CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// Recomputes the checksum of a header (options included) in place.
+pub fn refresh_checksum(header: &mut [u8]) {
+    if let Some(c) = header.get_mut(field::CSUM..field::CSUM + 2) {
+        c.copy_from_slice(&[0, 0]);
+    } else {
+        return;
+    }
+    let csum = checksum::checksum(header);
+    header[field::CSUM..field::CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// Multicast (224.0.0.0/4), limited broadcast, or the unspecified address:
+/// addresses to or from which no ICMP error is sent (RFC 1122 §3.2.2).
+pub fn is_special(addr: u32) -> bool {
+    addr >> 28 == 0xe || addr == u32::MAX || addr == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 4500 001c 1c46 4000 4001 [csum] 0a02 2444 0a02 a982, then 8 bytes of ICMP echo.
+    /// Sum of words without checksum: 4500+001c+1c46+4000+4001+0a02+2444+0a02+a982
+    /// = 0x1c32d -> fold 0xc32e -> checksum !0xc32e = 0x3cd1.
+    fn sample() -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0x00, 0x00, 0x1c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x01, 0x3c, 0xd1, 0x0a, 0x02,
+            0x24, 0x44, 0x0a, 0x02, 0xa9, 0x82,
+        ];
+        p.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+        p
+    }
+
+    #[test]
+    fn parses_valid_header() {
+        let p = sample();
+        let h = parse(&p).unwrap();
+        assert_eq!(h.header_len, 20);
+        assert_eq!(h.total_len, 28);
+        assert_eq!(h.ttl, 64);
+        assert_eq!(h.proto, proto::ICMP);
+        assert_eq!(h.src, 0x0a02_2444);
+        assert_eq!(h.dst, 0x0a02_a982);
+        assert!(h.dont_fragment());
+        assert!(!h.is_fragment());
+    }
+
+    #[test]
+    fn rejects_each_malformation() {
+        let p = sample();
+        assert_eq!(parse(&[]), Err(Error::Malformed));
+        assert_eq!(parse(&p[..19]), Err(Error::Malformed));
+        let mut v6 = p.clone();
+        v6[0] = 0x60;
+        assert_eq!(parse(&v6), Err(Error::NotIpv4));
+        let mut ihl4 = p.clone();
+        ihl4[0] = 0x44;
+        assert_eq!(parse(&ihl4), Err(Error::Malformed));
+        let mut long = p.clone();
+        long[3] = 0x1d; // total length 29 > 28 bytes read
+        assert_eq!(parse(&long), Err(Error::Malformed));
+        let mut short = p.clone();
+        short[3] = 0x13; // total length 19 < header
+        assert_eq!(parse(&short), Err(Error::Malformed));
+        let mut opts = p.clone();
+        opts[0] = 0x46; // IHL 6 but checksum unchanged
+        assert!(parse(&opts).is_err());
+        let mut bad = p.clone();
+        bad[11] ^= 1;
+        assert_eq!(parse(&bad), Err(Error::BadChecksum));
+    }
+
+    #[test]
+    fn ttl_and_ce_edits_keep_checksum() {
+        let mut p = sample();
+        let h: &mut [u8; 20] = p.first_chunk_mut().unwrap();
+        decrement_ttl(h);
+        assert_eq!(h[field::TTL], 63);
+        set_ce(h);
+        assert_eq!(h[field::TOS] & ecn::MASK, ecn::CE);
+        assert!(checksum::verifies(h));
+    }
+
+    #[test]
+    fn ecn_encapsulation_rfc6040() {
+        assert_eq!(encap_ecn(0b1011_1000), ecn::NOT_ECT);
+        assert_eq!(encap_ecn(0b1011_1001), ecn::ECT1);
+        assert_eq!(encap_ecn(0b1011_1010), ecn::ECT0);
+        assert_eq!(encap_ecn(0b1011_1011), ecn::ECT0);
+    }
+}
