@@ -154,3 +154,241 @@ pub fn compile(r: &Resources, node: &str, underlay: &Underlay) -> Result<Tables,
     }
     Ok(b.build()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::table::Hop;
+
+    fn eth0(mtu: u16) -> Underlay {
+        Underlay {
+            name: "eth0".into(),
+            mtu,
+        }
+    }
+
+    fn cluster(pool_spec: &str, extra: &str) -> Resources {
+        let text = format!(
+            r#"
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {{name: p}}
+spec: {{cidr: 10.2.0.0/16, {pool_spec}}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: n1}}
+spec: {{bgp: {{ipv4Address: 192.168.33.55/24}}, ipv4VXLANTunnelAddr: 10.2.1.1}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: n2}}
+spec: {{bgp: {{ipv4Address: 192.168.33.57/24}}, ipv4VXLANTunnelAddr: 10.2.2.1}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: n3}}
+spec: {{bgp: {{ipv4Address: 192.168.34.53/24}}, ipv4VXLANTunnelAddr: 10.2.3.1}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: n4}}
+spec: {{}}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {{name: b1}}
+spec: {{cidr: 10.2.1.0/26, affinity: "host:n1"}}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {{name: b2}}
+spec: {{cidr: 10.2.2.0/26, affinity: "host:n2"}}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {{name: b3}}
+spec: {{cidr: 10.2.3.0/26, affinity: "host:n3"}}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {{name: b4}}
+spec: {{cidr: 10.2.4.0/26}}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {{name: w1}}
+spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
+{extra}"#
+        );
+        parse(&text).unwrap()
+    }
+
+    fn hop(t: &Tables, ip: [u8; 4]) -> Option<Hop> {
+        t.lookup(u32::from_be_bytes(ip))
+    }
+
+    #[test]
+    fn crosssubnet_vxlan_is_direct_within_the_subnet() {
+        let r = cluster("vxlanMode: CrossSubnet", "");
+        let t = compile(&r, "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            hop(&t, [10, 2, 2, 9]),
+            Some(Hop::Direct {
+                gw: [192, 168, 33, 57].into()
+            })
+        );
+        let mac3 = crate::table::vtep_mac_for("n3");
+        assert_eq!(
+            hop(&t, [10, 2, 3, 9]),
+            Some(Hop::Vxlan {
+                node: [192, 168, 34, 53].into(),
+                mac: mac3
+            })
+        );
+        // VTEPs of every other node with a tunnel address, same subnet or not.
+        assert_eq!(t.neigh().len(), 2);
+        assert_eq!(t.fdb().len(), 2);
+        // Blocks without affinity route nowhere; local addresses go to the endpoint.
+        assert_eq!(hop(&t, [10, 2, 4, 1]), None);
+        assert_eq!(
+            hop(&t, [10, 2, 1, 6]),
+            Some(Hop::Endpoint(crate::table::EndpointId(0)))
+        );
+        assert_eq!(hop(&t, [10, 2, 1, 7]), Some(Hop::Blackhole));
+    }
+
+    #[test]
+    fn crosssubnet_ipip_and_always_and_never() {
+        let r = cluster("ipipMode: CrossSubnet", "");
+        let t = compile(&r, "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            hop(&t, [10, 2, 2, 9]),
+            Some(Hop::Direct {
+                gw: [192, 168, 33, 57].into()
+            })
+        );
+        assert_eq!(
+            hop(&t, [10, 2, 3, 9]),
+            Some(Hop::Ipip {
+                node: [192, 168, 34, 53].into()
+            })
+        );
+        assert!(
+            t.neigh().is_empty() && t.fdb().is_empty(),
+            "no VXLAN pool, no VTEPs"
+        );
+        let t = compile(&cluster("ipipMode: Always", ""), "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            hop(&t, [10, 2, 2, 9]),
+            Some(Hop::Ipip {
+                node: [192, 168, 33, 57].into()
+            })
+        );
+        let t = compile(&cluster("ipipMode: Never", ""), "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            hop(&t, [10, 2, 3, 9]),
+            Some(Hop::Direct {
+                gw: [192, 168, 34, 53].into()
+            })
+        );
+    }
+
+    #[test]
+    fn disabled_pools_are_still_routed() {
+        // `disabled` stops new allocations; existing blocks keep their routes.
+        let t = compile(
+            &cluster("ipipMode: Always, disabled: true", ""),
+            "n1",
+            &eth0(1500),
+        )
+        .unwrap();
+        assert_eq!(
+            hop(&t, [10, 2, 2, 9]),
+            Some(Hop::Ipip {
+                node: [192, 168, 33, 57].into()
+            })
+        );
+    }
+
+    #[test]
+    fn peers_mtus_and_endpoints() {
+        let t = compile(&cluster("vxlanMode: Always", ""), "n1", &eth0(9000)).unwrap();
+        let peers: Vec<_> = t.peers().map(|p| p.to_string()).collect();
+        assert_eq!(
+            peers,
+            ["192.168.33.57", "192.168.34.53"],
+            "n4 has no IP; n1 is local"
+        );
+        assert_eq!(
+            t.mtu(),
+            Mtus {
+                ipip: 8980,
+                vxlan: 8950,
+                direct: 9000
+            }
+        );
+        assert_eq!(t.endpoints()[0].mtu, 8950, "VXLAN pool: VXLAN MTU");
+        assert_eq!(t.endpoints()[0].interface, "cali1");
+        assert_eq!(
+            t.endpoint_by_interface("cali1"),
+            Some(crate::table::EndpointId(0))
+        );
+        assert_eq!(t.local().ip, std::net::Ipv4Addr::new(192, 168, 33, 55));
+        assert_eq!(t.local().vtep_mac, crate::table::vtep_mac_for("n1"));
+        assert_eq!(
+            t.vxlan(),
+            VxlanParams {
+                vni: 4096,
+                port: 4789
+            }
+        );
+        let t = compile(&cluster("ipipMode: Always", ""), "n1", &eth0(1500)).unwrap();
+        assert_eq!(t.endpoints()[0].mtu, 1480, "IPIP pool: IPIP MTU");
+    }
+
+    #[test]
+    fn felix_configuration_sets_vni_port_and_mtus() {
+        let felix = "---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {vxlanVNI: 77, vxlanPort: 8472, vxlanMTU: 1400, ipipMTU: 1410}";
+        let t = compile(&cluster("vxlanMode: Always", felix), "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            t.vxlan(),
+            VxlanParams {
+                vni: 77,
+                port: 8472
+            }
+        );
+        assert_eq!(
+            t.mtu(),
+            Mtus {
+                ipip: 1410,
+                vxlan: 1400,
+                direct: 1500
+            }
+        );
+    }
+
+    #[test]
+    fn compile_errors() {
+        let r = cluster("vxlanMode: Always", "");
+        assert_eq!(
+            compile(&r, "n9", &eth0(1500)).unwrap_err().to_string(),
+            "node \"n9\" is not in the configuration (nodes: n1, n2, n3, n4)"
+        );
+        assert_eq!(
+            compile(&r, "n4", &eth0(1500)).unwrap_err().to_string(),
+            "node \"n4\" has no spec.bgp.ipv4Address: podwire needs the node IP"
+        );
+        assert_eq!(
+            compile(&r, "n1", &eth0(100)).unwrap_err().to_string(),
+            "the VXLAN MTU would be 50, below the IPv4 minimum of 68 (underlay eth0 has MTU 100)"
+        );
+        assert_eq!(
+            compile(&Resources::default(), "n1", &eth0(1500))
+                .unwrap_err()
+                .to_string(),
+            "node \"n1\" is not in the configuration (nodes: none)"
+        );
+    }
+}
