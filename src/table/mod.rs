@@ -415,7 +415,7 @@ impl TablesBuilder {
         }
         self.peers.sort_unstable();
         self.peers.dedup();
-        let mut lpm = Lpm::new();
+        let mut hops = Vec::with_capacity(self.routes.len());
         for r in &self.routes {
             let hop = match r.via {
                 Via::Endpoint(id) => {
@@ -429,8 +429,9 @@ impl TablesBuilder {
                 Via::Direct { gw } => Hop::Direct { gw },
                 Via::Vxlan { gw } => self.resolve_vxlan(gw),
             };
-            lpm.insert(r.dst, hop);
+            hops.push((r.dst, hop));
         }
+        let lpm = Lpm::build(hops);
         Ok(Tables {
             local: self.local,
             vxlan: self.vxlan,
