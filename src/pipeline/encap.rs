@@ -8,7 +8,7 @@
 //! a computed checksum, VXLAN header, inner Ethernet (remote VTEP MAC ←
 //! local VTEP MAC, EtherType IPv4).
 
-use super::{DropReason, Packet, State, Target, Verdict};
+use super::{DropReason, Packet, State, Target, UdpChecksum, Verdict};
 use crate::table::Tables;
 use crate::wire::checksum::Sum;
 use crate::wire::ipv4::{self, FLAG_DF, HEADER_LEN};
@@ -98,16 +98,21 @@ pub fn encapsulate(t: &Tables, st: &mut State, pkt: &mut Packet, target: Target)
             h[ETH..ETH + 6].copy_from_slice(&mac.0);
             h[ETH + 6..ETH + 12].copy_from_slice(&t.local().vtep_mac.0);
             h[ETH + 12..ETH + ETH_LEN].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            // RFC 768: pseudo header + UDP header + payload; 0 is sent as 0xffff.
-            let csum = Sum::new()
+            let pseudo = Sum::new()
                 .add_u32(src)
                 .add_u32(dst)
                 .add_u16(u16::from(ipv4::proto::UDP))
-                .add_u16(udp_len)
-                .add_bytes(&h[UDP..])
-                .add_bytes(pkt.data())
-                .checksum();
-            let csum = if csum == 0 { 0xffff } else { csum };
+                .add_u16(udp_len);
+            let csum = match st.udp_checksum() {
+                // RFC 768: pseudo header + UDP header + payload; 0 is sent as 0xffff.
+                UdpChecksum::Full => {
+                    match pseudo.add_bytes(&h[UDP..]).add_bytes(pkt.data()).checksum() {
+                        0 => 0xffff,
+                        c => c,
+                    }
+                }
+                UdpChecksum::Offload => pseudo.fold(),
+            };
             h[UDP + 6..UDP + 8].copy_from_slice(&csum.to_be_bytes());
             if let Some(ip) = h.first_chunk_mut::<HEADER_LEN>() {
                 ipv4::emit(

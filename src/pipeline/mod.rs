@@ -270,16 +270,46 @@ impl DropCounters {
     }
 }
 
+/// How the outer UDP checksum of VXLAN is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpChecksum {
+    /// Computed in software over the whole datagram, for I/O paths that send
+    /// the packet as it is (a raw socket).
+    #[default]
+    Full,
+    /// Left to the kernel or the NIC: the field holds the folded
+    /// pseudo-header sum, as Linux expects for `CHECKSUM_PARTIAL` (a
+    /// `virtio_net_hdr` with `NEEDS_CSUM`, checksum start at the UDP header,
+    /// offset 6). A UDP socket writes its own header and ignores it.
+    Offload,
+}
+
 /// Per-worker mutable state of the pipeline.
 #[derive(Debug, Clone)]
 pub struct State {
     ip_id: u16,
+    udp_checksum: UdpChecksum,
 }
 
 impl State {
-    /// State whose IP identification counter starts at `seed`.
+    /// State whose IP identification counter starts at `seed`, computing
+    /// VXLAN's UDP checksum in software.
     pub fn new(seed: u16) -> Self {
-        State { ip_id: seed }
+        State {
+            ip_id: seed,
+            udp_checksum: UdpChecksum::Full,
+        }
+    }
+
+    /// Chooses how VXLAN's UDP checksum is produced.
+    pub fn with_udp_checksum(mut self, mode: UdpChecksum) -> Self {
+        self.udp_checksum = mode;
+        self
+    }
+
+    /// How VXLAN's UDP checksum is produced.
+    pub fn udp_checksum(&self) -> UdpChecksum {
+        self.udp_checksum
     }
 
     /// The next IP identification for a header podwire writes.

@@ -262,6 +262,28 @@ fn vxlan_encap_golden() {
     assert_eq!(out[50..], cat(&[INNER_VXLAN_TTL63, ICMP_ECHO])[..]);
 }
 
+/// With the checksum offloaded, the field holds the folded pseudo-header sum
+/// (what Linux leaves for `CHECKSUM_PARTIAL`): c0a8 + 2137 + c0a8 + 2139 +
+/// 0011 + 0042 = 0x1c413 → fold 0xc414. The rest of the packet is unchanged.
+#[test]
+fn vxlan_checksum_offload_leaves_the_pseudo_header_sum() {
+    let t = tables("k8s-node1");
+    let inner = cat(&[INNER_VXLAN_TTL64, ICMP_ECHO]);
+    let mut buf = vec![0u8; HEADROOM + inner.len()];
+    buf[HEADROOM..].copy_from_slice(&inner);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, inner.len());
+    let mut st = State::new(0x0fff).with_udp_checksum(UdpChecksum::Offload);
+    assert!(matches!(
+        egress(&t, &mut st, ep(&t, "cali1"), &mut pkt),
+        Verdict::Send(Target::Vxlan { .. })
+    ));
+    let (_, full) = run_egress(&t, "cali1", &inner);
+    let out = pkt.data();
+    assert_eq!(out[26..28], [0xc4, 0x14]);
+    assert_eq!(out[..26], full[..26]);
+    assert_eq!(out[28..], full[28..]);
+}
+
 /// RFC 768: a computed checksum of zero is sent as all ones. The ICMP
 /// payload word w is replaced by w + c (ones' complement), where c is the
 /// checksum of the first packet: the new sum is S + c = S + ~S = 0xffff,
