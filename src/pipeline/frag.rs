@@ -10,7 +10,7 @@
 use super::encap::encapsulate;
 use super::{DropReason, Packet, State, Target, Verdict};
 use crate::table::Tables;
-use crate::wire::ipv4::{self, FLAG_MF, FRAG_OFFSET_MASK, HEADER_LEN};
+use crate::wire::ipv4::{self, FLAG_MF, FRAG_OFFSET_MASK, HEADER_LEN, option};
 
 /// A packet to be sent as fragments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +84,8 @@ impl FragJob {
         let (header, body) = frag.split_at_mut(hl);
         header.copy_from_slice(&original[..hl]);
         body.copy_from_slice(piece);
-        if index > 0 && !drop_uncopied_options(&mut header[HEADER_LEN..]) {
-            return Some(Verdict::Drop(DropReason::Malformed));
+        if index > 0 {
+            drop_uncopied_options(&mut header[HEADER_LEN..]);
         }
         let frag_offset = usize::from(h.flags_frag & FRAG_OFFSET_MASK) + offset / 8;
         if frag_offset > usize::from(FRAG_OFFSET_MASK) {
@@ -103,33 +103,26 @@ impl FragJob {
     }
 }
 
-/// Overwrites options without the copied flag with NOPs. False when the
-/// options are not a well-formed list.
-fn drop_uncopied_options(opts: &mut [u8]) -> bool {
-    const EOL: u8 = 0;
-    const NOP: u8 = 1;
-    const COPIED: u8 = 0x80;
+/// Overwrites options without the copied flag with NOPs. The options were
+/// checked by `ipv4::parse`; a malformed tail is left as it is.
+fn drop_uncopied_options(opts: &mut [u8]) {
     let mut i = 0;
     while let Some(&kind) = opts.get(i) {
         match kind {
-            EOL => return true,
-            NOP => i += 1,
+            option::EOL => return,
+            option::NOP => i += 1,
             _ => {
-                let Some(&len) = opts.get(i + 1) else {
-                    return false;
+                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
+                let Some(body) = opts.get_mut(i..i + len).filter(|_| len >= 2) else {
+                    return;
                 };
-                let len = usize::from(len);
-                if len < 2 || i + len > opts.len() {
-                    return false;
-                }
-                if kind & COPIED == 0 {
-                    opts[i..i + len].fill(NOP);
+                if kind & option::COPIED == 0 {
+                    body.fill(option::NOP);
                 }
                 i += len;
             }
         }
     }
-    true
 }
 
 #[cfg(test)]
@@ -140,10 +133,11 @@ mod tests {
     fn options_for_later_fragments() {
         // Record route (7, not copied), loose source route (0x83, copied), EOL.
         let mut opts = [7, 3, 4, 0x83, 3, 4, 0, 0];
-        assert!(drop_uncopied_options(&mut opts));
+        drop_uncopied_options(&mut opts);
         assert_eq!(opts, [1, 1, 1, 0x83, 3, 4, 0, 0]);
-        assert!(!drop_uncopied_options(&mut [7, 9, 4, 0]));
-        assert!(!drop_uncopied_options(&mut [7, 1, 4, 0]));
-        assert!(!drop_uncopied_options(&mut [7]));
+        // A malformed tail (never seen: parse rejects it) is left alone.
+        let mut bad = [7, 9, 4, 0];
+        drop_uncopied_options(&mut bad);
+        assert_eq!(bad, [7, 9, 4, 0]);
     }
 }

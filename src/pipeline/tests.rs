@@ -727,6 +727,15 @@ fn drop_scenarios() -> Vec<(DropReason, Verdict)> {
         (Malformed, eg(&mutate(&echo, &[0], |p| p[0] = 0x44))),
         (Malformed, eg(&[echo.as_slice(), &[0]].concat())),
         (NotIpv4, eg(&mutate(&echo, &[], |p| p[0] = 0x60))),
+        // Record route claiming 40 bytes in a 4-byte options area.
+        (
+            Malformed,
+            eg(&mutate(&echo, &[0], |p| {
+                p.splice(20..20, [7, 40, 4, 0]);
+                p[0] = 0x46;
+                p[3] = 40;
+            })),
+        ),
         (BadChecksum, eg(&mutate(&echo, &[], |p| p[11] ^= 0xff))),
         (SpoofedSource, eg(&mutate(&echo, &[0], |p| p[15] = 69))),
         (EncapFromWorkload, eg(&mutate(&echo, &[0], |p| p[9] = 4))),

@@ -124,10 +124,20 @@ pub fn compile(r: &Resources, node: &str, underlay: &Underlay) -> Result<Tables,
     }
 
     // Blocks: local ones are blackholes, remote ones go by their pool's mode.
+    // A /32 block that is a local workload's address is that workload's
+    // route (a pool with blockSize 32).
+    let local_ips: std::collections::HashSet<Ipv4Addr> = r
+        .endpoints
+        .iter()
+        .filter(|w| w.node == me.name)
+        .flat_map(|w| w.ips.iter().copied())
+        .collect();
     for block in &r.blocks {
         let Some(owner) = &block.node else { continue };
         if *owner == me.name {
-            b.route(block.cidr, Via::Blackhole);
+            if block.cidr.prefix() != 32 || !local_ips.contains(&block.cidr.ip()) {
+                b.route(block.cidr, Via::Blackhole);
+            }
             continue;
         }
         let (Some(pool), Some(peer)) = (r.pool_of(block.cidr), r.node(owner)) else {
@@ -366,6 +376,16 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
                 vxlan: 1400,
                 direct: 1500
             }
+        );
+    }
+
+    #[test]
+    fn a_slash_32_block_is_its_workload_route() {
+        let text = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.2.0.0/16, blockSize: 32}\n---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 192.168.33.55/24}}\n---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {name: b1}\nspec: {cidr: 10.2.36.68/32, affinity: \"host:n1\"}\n---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {name: b2}\nspec: {cidr: 10.2.36.69/32, affinity: \"host:n1\"}\n---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1}\nspec: {node: n1, interfaceName: cali1, ipNetworks: [10.2.36.68/32]}";
+        let t = compile(&parse(text).unwrap(), "n1", &eth0(1500)).unwrap();
+        assert_eq!(
+            t.routes_text(),
+            "10.2.36.68 dev cali1 scope link\nblackhole 10.2.36.69\n"
         );
     }
 

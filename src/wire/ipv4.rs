@@ -138,7 +138,15 @@ pub fn parse(data: &[u8]) -> Result<Header, Error> {
     if !checksum::verifies(slice.slice()) {
         return Err(Error::BadChecksum);
     }
+    if !options_well_formed(slice.options()) {
+        return Err(Error::Malformed);
+    }
     let flags_frag = u16::from_be_bytes([data[field::FLAGS_FRAG], data[field::FLAGS_FRAG + 1]]);
+    // A fragment may not reach past the largest datagram (RFC 791: 65535).
+    let frag_end = usize::from(flags_frag & FRAG_OFFSET_MASK) * 8 + (total_len - header_len);
+    if frag_end > MAX_LEN {
+        return Err(Error::Malformed);
+    }
     Ok(Header {
         header_len,
         total_len,
@@ -150,6 +158,37 @@ pub fn parse(data: &[u8]) -> Result<Header, Error> {
         src: u32::from_be_bytes(slice.source()),
         dst: u32::from_be_bytes(slice.destination()),
     })
+}
+
+/// Option types (RFC 791 §3.1) with a structure of their own.
+pub mod option {
+    /// End of option list.
+    pub const EOL: u8 = 0;
+    /// No operation.
+    pub const NOP: u8 = 1;
+    /// The "copied" flag: the option goes into every fragment.
+    pub const COPIED: u8 = 0x80;
+}
+
+/// Walks the options as RFC 791 lays them out: EOL ends the list, NOP is one
+/// byte, any other option has a length byte of at least 2 that stays inside
+/// the options area. (Linux's `ip_options_compile` checks the same, plus the
+/// pointers inside record-route and timestamp options.)
+pub fn options_well_formed(opts: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            option::EOL => return true,
+            option::NOP => i += 1,
+            _ => match opts.get(i + 1) {
+                Some(&len) if len >= 2 && i + usize::from(len) <= opts.len() => {
+                    i += usize::from(len);
+                }
+                _ => return false,
+            },
+        }
+    }
+    true
 }
 
 /// Reads a big-endian u16 at a constant offset of the fixed header.
@@ -292,6 +331,45 @@ mod tests {
         let mut bad = p.clone();
         bad[11] ^= 1;
         assert_eq!(parse(&bad), Err(Error::BadChecksum));
+    }
+
+    #[test]
+    fn options_must_be_well_formed() {
+        assert!(options_well_formed(&[]));
+        assert!(
+            options_well_formed(&[1, 1, 0, 0xff]),
+            "anything after EOL is padding"
+        );
+        assert!(options_well_formed(&[7, 3, 4, 0x83, 3, 4, 0, 0]));
+        assert!(
+            !options_well_formed(&[7, 40, 4, 0]),
+            "length past the options area"
+        );
+        assert!(!options_well_formed(&[7, 1, 4, 0]), "length below 2");
+        assert!(!options_well_formed(&[1, 1, 1, 7]), "length byte missing");
+        // In a header: IHL 6 with record route claiming 40 bytes.
+        let mut p = sample();
+        p.splice(20..20, [7, 40, 4, 0]);
+        p[0] = 0x46;
+        p[3] = 32;
+        refresh_checksum(&mut p[..24]);
+        assert_eq!(parse(&p), Err(Error::Malformed));
+        p[21] = 4;
+        refresh_checksum(&mut p[..24]);
+        assert!(parse(&p).is_ok());
+    }
+
+    #[test]
+    fn fragments_may_not_pass_65535_bytes() {
+        let mut p = sample();
+        // MF, offset 0x1fff × 8 = 65528, plus 8 data bytes = 65536.
+        p[6] = 0x3f;
+        p[7] = 0xff;
+        refresh_checksum(&mut p[..20]);
+        assert_eq!(parse(&p), Err(Error::Malformed));
+        p[7] = 0xfe; // offset 65520 + 8 = 65528: fine
+        refresh_checksum(&mut p[..20]);
+        assert!(parse(&p).is_ok());
     }
 
     #[test]
