@@ -1,0 +1,270 @@
+//! The bodies of the fuzz targets, callable from the libFuzzer binaries in
+//! `fuzz_targets/` and from `tests/replay.rs` (which replays the committed
+//! corpus and regressions on a stable toolchain, without libFuzzer).
+
+use std::net::Ipv4Addr;
+
+use arbitrary::Arbitrary;
+use podwire::pipeline::{DropReason, Verdict};
+use podwire::table::{self, CompileError, EndpointId};
+
+use crate::{
+    EgressResult, Entry, IPIP, LOCAL_NODE, Mode, Route, VXLAN, checksum, cluster,
+    options_well_formed, run_egress, run_ingress,
+};
+
+/// `ingress`: one selector byte, then the packet.
+///
+/// - bit 0 picks the tables: 0 = examples/vxlan.yaml, 1 = examples/ipip.yaml;
+/// - bits 1-2 pick the UDP source given to `ingress_vxlan_payload`:
+///   k8s-node2 (0, 1), k8s-master (2) or a stranger (3);
+/// - bits 3-7 are passed as its outer ECN (the library masks them).
+///
+/// The packet goes through `ingress` as a whole outer IPv4 packet, through
+/// `ingress_vxlan_payload` as is and from just past an outer IPv4 + UDP
+/// header, and through `ingress_direct` as is and from just past an outer
+/// IPv4 header. [`run_ingress`] checks every verdict against the SPEC §4
+/// model and the delivered bytes against the input.
+pub fn ingress(data: &[u8]) {
+    let Some((&sel, packet)) = data.split_first() else {
+        return;
+    };
+    let c = if sel & 1 == 0 { &*VXLAN } else { &*IPIP };
+    run_ingress(c, LOCAL_NODE, Entry::Ingress, packet);
+
+    let src = match (sel >> 1) & 3 {
+        0 | 1 => Ipv4Addr::new(192, 168, 33, 57),
+        2 => Ipv4Addr::new(192, 168, 33, 53),
+        _ => Ipv4Addr::new(192, 168, 33, 99),
+    };
+    let vx = Entry::VxlanPayload {
+        src,
+        outer_ecn: sel >> 3,
+    };
+    run_ingress(c, LOCAL_NODE, vx, packet);
+    let hl = packet.first().map_or(0, |b| usize::from(b & 0xf) * 4);
+    if let Some(payload) = packet.get(hl + 8..) {
+        run_ingress(c, LOCAL_NODE, vx, payload);
+    }
+
+    run_ingress(c, LOCAL_NODE, Entry::Direct, packet);
+    if let Some(inner) = packet.get(hl..) {
+        run_ingress(c, LOCAL_NODE, Entry::Direct, inner);
+    }
+}
+
+/// `egress`: one selector byte, then the packet.
+///
+/// - bits 6-7 pick the cluster: examples/vxlan.yaml, ipip.yaml, direct.yaml
+///   or crosssubnet.yaml;
+/// - bits 0-5, modulo the number of local endpoints, pick the endpoint the
+///   packet comes from (63 names an endpoint that does not exist).
+///
+/// [`run_egress`] checks the verdict against the SPEC §3 model, the outer
+/// headers of what is sent, ICMP errors, every fragment of a Fragment
+/// verdict, and that the peer node's ingress (tables compiled for that node
+/// from the same file) delivers the original packet, TTL − 2.
+pub fn egress(data: &[u8]) {
+    let Some((&sel, packet)) = data.split_first() else {
+        return;
+    };
+    let c = cluster(sel >> 6);
+    let n = c.local().endpoints().len();
+    let from = match sel & 0x3f {
+        0x3f => n,
+        i => usize::from(i) % n,
+    };
+    run_egress(c, EndpointId(from as u32), packet);
+}
+
+/// `config`: arbitrary text as a configuration file.
+///
+/// - `config::parse` never panics; an error's message starts with
+///   "document " (it says where the problem is);
+/// - on success, the tables of every node compile without panicking, and
+///   fail only for what a validated configuration may still have (a node
+///   without an address, an MTU below 68), never for an inconsistency the
+///   validator should have caught (`CompileError::Build`);
+/// - `Tables::report()` has `# routes`, `# neigh`, `# fdb` in that order and
+///   one line per route, neighbour and FDB entry.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let resources = match podwire::config::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("document "),
+                "error without a location: {msg}"
+            );
+            return;
+        }
+    };
+    let underlay = crate::underlay();
+    for node in &resources.nodes {
+        match table::compile(&resources, &node.name, &underlay) {
+            Ok(t) => {
+                let report = t.report();
+                let routes = report.find("# routes\n");
+                let neigh = report.find("\n# neigh\n").map(|i| i + 1);
+                let fdb = report.find("\n# fdb\n").map(|i| i + 1);
+                assert_eq!(routes, Some(0), "{report}");
+                assert!(neigh.is_some() && fdb.is_some() && neigh < fdb, "{report}");
+                assert_eq!(
+                    report.lines().count(),
+                    3 + t.routes().len() + t.neigh().len() + t.fdb().len(),
+                    "{report}"
+                );
+                assert_eq!(t.local().name, node.name);
+            }
+            Err(CompileError::NoAddress(name)) => {
+                assert_eq!(name, node.name);
+                assert!(node.ipv4.is_none(), "NoAddress for a node with one");
+            }
+            Err(CompileError::MtuTooSmall { .. }) => {}
+            Err(e) => panic!(
+                "a validated configuration does not compile for node {:?}: {e}",
+                node.name
+            ),
+        }
+    }
+}
+
+/// `frag`'s input: a valid IPv4 packet from a local workload of k8s-node1 to
+/// a remote block, larger than the mode's MTU, DF clear.
+#[derive(Arbitrary, Debug)]
+pub struct FragInput {
+    pub cluster: u8,
+    pub from: u8,
+    pub dst: u8,
+    pub extra_len: u16,
+    pub tos: u8,
+    pub ident: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub mf: bool,
+    pub frag_off: u16,
+    /// Use `frag_off` as is (13 bits), not just its low 8 bits: offsets that
+    /// run past 65535 bytes.
+    pub big_offset: bool,
+    /// Use `options` as raw bytes, not as a recipe for a well-formed list.
+    pub raw_options: bool,
+    /// Sizes up to 65535 bytes, not just up to about four MTUs.
+    pub huge: bool,
+    pub options: Vec<u8>,
+    pub seed: u8,
+}
+
+/// Up to 40 bytes of IPv4 options built from `recipe`: a well-formed list
+/// (EOL, NOP, or kind + length + data) unless `raw`, padded with EOL to a
+/// multiple of 4.
+fn build_options(recipe: &[u8], raw: bool) -> Vec<u8> {
+    let mut opts = Vec::new();
+    if raw {
+        opts.extend(recipe.iter().take(40));
+    } else {
+        let mut it = recipe.iter().copied();
+        while let Some(kind) = it.next() {
+            match kind {
+                0 => break,
+                1 => opts.push(1),
+                _ => {
+                    let len = 2 + usize::from(it.next().unwrap_or(0) % 8);
+                    if opts.len() + len > 40 {
+                        break;
+                    }
+                    opts.extend([kind, len as u8]);
+                    opts.extend((0..len - 2).map(|_| it.next().unwrap_or(0)));
+                }
+            }
+            if opts.len() >= 40 {
+                break;
+            }
+        }
+        opts.truncate(40);
+    }
+    while opts.len() % 4 != 0 {
+        opts.push(0);
+    }
+    opts
+}
+
+/// `frag`: egress must fragment (RFC 791) a packet larger than the mode's
+/// MTU with DF clear. Options, TOS, TTL, ID, protocol, an incoming fragment
+/// offset and MF, and the size are the fuzzer's.
+///
+/// Checked by [`run_egress`] and [`crate::check_fragments`]: the verdict is
+/// Fragment; the fragment count is ceil(payload / chunk); each fragment,
+/// encapsulated, is at most MTU + overhead, decodes, has 8-aligned data
+/// except the last, the right MF, offset and ID, copied-only options after
+/// the first, and is delivered by the peer's ingress; the payloads put
+/// together are the original payload.
+pub fn frag(input: FragInput) {
+    let c = cluster(input.cluster);
+    let t = c.local();
+    let eps = t.endpoints();
+    let from = usize::from(input.from) % eps.len();
+    let src = eps[from].ips[0];
+    let remote: Vec<_> = c
+        .interesting_destinations()
+        .into_iter()
+        .filter_map(|d| match c.route(LOCAL_NODE, d) {
+            Route::Remote { mode, .. } => Some((d, mode)),
+            _ => None,
+        })
+        .collect();
+    let (dst, mode) = remote[usize::from(input.dst) % remote.len()];
+    let mtu = usize::from(match mode {
+        Mode::Vxlan => t.mtu().vxlan,
+        Mode::Ipip => t.mtu().ipip,
+        Mode::Direct => t.mtu().direct,
+    });
+
+    let opts = build_options(&input.options, input.raw_options);
+    let hl = 20 + opts.len();
+    let span = if input.huge { 65535 - mtu } else { 3 * mtu };
+    let total = mtu + 1 + usize::from(input.extra_len) % span;
+    let proto = match input.proto {
+        4 => 1, // a workload may not send IP-in-IP
+        p => p,
+    };
+    let mut p = vec![0u8; total];
+    p[0] = 0x40 | (hl / 4) as u8;
+    p[1] = input.tos;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&input.ident.to_be_bytes());
+    let frag_off = if input.big_offset {
+        input.frag_off & 0x1fff
+    } else {
+        input.frag_off & 0xff
+    };
+    let flags = (u16::from(input.mf) << 13) | frag_off;
+    p[6..8].copy_from_slice(&flags.to_be_bytes());
+    p[8] = input.ttl.max(2);
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..hl].copy_from_slice(&opts);
+    for (i, b) in p[hl..].iter_mut().enumerate() {
+        *b = ((i * 31 + usize::from(input.seed)) % 251) as u8;
+    }
+    if proto == 17 && p[hl + 2..hl + 4] == 4789u16.to_be_bytes() {
+        p[hl + 3] ^= 1; // UDP to the VXLAN port is not a workload's to send
+    }
+    let csum = checksum(&p[..hl]);
+    p[10..12].copy_from_slice(&csum.to_be_bytes());
+
+    // A malformed options list, or a fragment reaching past 65535 bytes, is
+    // dropped as a whole (never part-way through its fragments).
+    let well_formed =
+        options_well_formed(&opts) && usize::from(frag_off) * 8 + (total - hl) <= 65535;
+    match run_egress(c, EndpointId(from as u32), &p) {
+        EgressResult::Fragments(_) => {
+            assert!(well_formed, "{}: fragmented a malformed packet", c.name)
+        }
+        EgressResult::Verdict(Verdict::Drop(DropReason::Malformed)) if !well_formed => {}
+        other => panic!("{}: not fragmented: {other:?}", c.name),
+    }
+}
