@@ -57,12 +57,13 @@ pub fn encapsulate(t: &Tables, st: &mut State, pkt: &mut Packet, target: Target)
                 return Verdict::Drop(DropReason::TooBig);
             };
             let mut h = [0u8; HEADER_LEN];
+            let ident = st.next_ip_id();
             ipv4::emit(
                 &mut h,
                 &ipv4::Emit {
                     tos: ipv4::encap_ecn(inner.tos),
                     total_len,
-                    ident: st.next_ip_id(),
+                    ident,
                     flags_frag: inner.flags_frag & FLAG_DF,
                     ttl: inner.ttl,
                     proto: ipv4::proto::IPIP,
