@@ -942,6 +942,25 @@ proptest! {
         let mut data = Vec::new();
         for outer in &outers {
             prop_assert!(outer.len() <= 1500);
+            // An independent decoder (etherparse) agrees on the outer headers.
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(outer).unwrap();
+            let ip_header = ip.to_header();
+            prop_assert_eq!(ip_header.calc_header_checksum(), ip.header_checksum());
+            prop_assert_eq!(ip.source_addr(), NODE1);
+            prop_assert_eq!(ip.destination_addr(), NODE2);
+            prop_assert_eq!(usize::from(ip.total_len()), outer.len());
+            if vxlan {
+                prop_assert_eq!(ip.protocol(), etherparse::IpNumber::UDP);
+                let udp = etherparse::UdpHeaderSlice::from_slice(&outer[20..]).unwrap();
+                prop_assert_eq!(udp.destination_port(), 4789);
+                prop_assert!((32768..=60999).contains(&udp.source_port()));
+                prop_assert_eq!(usize::from(udp.length()), outer.len() - 20);
+                let want = udp.to_header().calc_checksum_ipv4(&ip_header, &outer[28..]).unwrap();
+                prop_assert_eq!(udp.checksum(), want);
+            } else {
+                prop_assert_eq!(ip.protocol(), etherparse::IpNumber::IPV4);
+                prop_assert_eq!(ip.ttl(), outer[20 + 8], "outer TTL is the inner's");
+            }
             let mut b = vec![0u8; HEADROOM + outer.len()];
             b[HEADROOM..].copy_from_slice(outer);
             let mut o = Packet::new(&mut b, HEADROOM, outer.len());
