@@ -12,10 +12,12 @@
 //! - [`pipeline`]: egress and ingress as pure functions over caller-owned
 //!   buffers, returning a verdict.
 //! - [`io`]: everything that talks to the kernel; the only home of `unsafe`.
+//! - [`daemon`]: workers, control socket, metrics and signals of `podwire run`.
 
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod io;
 pub mod pipeline;
 pub mod table;

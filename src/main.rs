@@ -1,13 +1,17 @@
 //! The `podwire` command: argument parsing and printing only.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use podwire::config;
-use podwire::io::netdev;
-use podwire::table::{self, Underlay};
+use podwire::daemon::{self, control};
+use podwire::table;
+
+/// The control socket when `--control` is not given.
+const DEFAULT_CONTROL: &str = "/run/podwire/podwire.sock";
 
 /// podwire: a userspace pod-network dataplane for Calico clusters
 /// (IP-in-IP, VXLAN and direct routing, without kernel tunnel modules).
@@ -20,6 +24,28 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the dataplane: create the endpoints' TUN devices, open the
+    /// underlay sockets and forward until SIGINT or SIGTERM. SIGHUP reloads
+    /// the configuration (a bad one is rejected and the running one kept).
+    /// Needs CAP_NET_ADMIN and CAP_NET_RAW. Logs go to stderr; RUST_LOG sets
+    /// the level (default info).
+    #[command(
+        after_help = "Example:\n  podwire run --config cluster.yaml --node k8s-node1 --control /run/podwire/node1.sock"
+    )]
+    Run {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Worker threads (each gets a queue of every TUN device).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
+        /// The control socket `podwire show` asks.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Serve the counters in the Prometheus text format on this address
+        /// (for example 127.0.0.1:9091).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+    },
     /// Validate a configuration, then print the node's compiled tables
     /// (`# routes`, `# neigh`, `# fdb`, as `ip route`, `ip neigh` and
     /// `bridge fdb` print them) and exit. Exit status 1 on a bad configuration.
@@ -29,6 +55,21 @@ enum Command {
     Check {
         #[command(flatten)]
         node: NodeArgs,
+    },
+    /// Ask a running daemon for its tables or counters.
+    #[command(
+        after_help = "Examples:\n  podwire show routes\n  podwire show stats --json --control /run/podwire/node1.sock"
+    )]
+    Show {
+        /// What to show.
+        #[arg(value_parser = control::TOPICS)]
+        topic: String,
+        /// The daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Print JSON (shaped as `ip -j` and `bridge -j` print tables).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -50,48 +91,84 @@ struct NodeArgs {
     underlay_mtu: Option<u16>,
 }
 
-/// Finds the underlay device and its MTU, warning on stderr where it guesses.
-fn underlay(args: &NodeArgs, node_ip: Option<std::net::Ipv4Addr>) -> Underlay {
-    let name = match &args.underlay {
-        Some(name) => name.clone(),
-        None => node_ip
-            .and_then(|ip| netdev::interface_with_addr(ip).ok().flatten())
-            .unwrap_or_else(|| "eth0".to_string()),
-    };
-    let mtu = match args.underlay_mtu {
-        Some(mtu) => mtu,
-        None => match netdev::mtu(&name) {
-            Ok(mtu) => mtu,
-            Err(e) => {
-                eprintln!(
-                    "podwire: warning: cannot read the MTU of {name} ({e}); assuming 1500 (set --underlay-mtu)"
-                );
-                1500
-            }
-        },
-    };
-    Underlay { name, mtu }
-}
-
 fn check(args: &NodeArgs) -> Result<String, String> {
     let resources = config::load(&args.config).map_err(|e| e.to_string())?;
     let node_ip = resources.node(&args.node).and_then(|n| n.ip());
-    let underlay = underlay(args, node_ip);
+    let underlay = daemon::underlay(args.underlay.as_deref(), args.underlay_mtu, node_ip);
     let tables = table::compile(&resources, &args.node, &underlay)
         .map_err(|e| format!("{}: {e}", args.config.display()))?;
     Ok(tables.report())
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { node } => match check(&node) {
-            Ok(report) => {
-                print!("{report}");
+        Command::Check { node } => {
+            init_logging();
+            match check(&node) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("podwire: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            node,
+            threads,
+            control,
+            metrics,
+        } => {
+            init_logging();
+            let opts = daemon::Options {
+                config: node.config,
+                node: node.node,
+                underlay: node.underlay,
+                underlay_mtu: node.underlay_mtu,
+                threads: usize::from(threads),
+                control,
+                metrics,
+            };
+            match daemon::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Show {
+            topic,
+            control,
+            json,
+        } => match control::request(&control, &topic, json) {
+            Ok(answer) if answer.starts_with("error: ") => {
+                eprint!("podwire: {answer}");
+                ExitCode::FAILURE
+            }
+            Ok(answer) => {
+                print!("{answer}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("podwire: error: {e}");
+                eprintln!(
+                    "podwire: error: cannot reach the daemon at {}: {e} (is `podwire run` running with this --control?)",
+                    control.display()
+                );
                 ExitCode::FAILURE
             }
         },

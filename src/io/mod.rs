@@ -4,3 +4,5 @@
 #![allow(unsafe_code)]
 
 pub mod netdev;
+pub mod socket;
+pub mod tun;

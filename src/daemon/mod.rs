@@ -1,0 +1,391 @@
+//! `podwire run`: the dataplane daemon.
+//!
+//! The main thread loads the configuration, compiles the tables, creates the
+//! endpoints' TUN devices and the underlay sockets, starts the workers, the
+//! control socket and the metrics listener, then waits for signals: SIGHUP
+//! reloads, SIGINT and SIGTERM stop. A reload builds a whole new snapshot
+//! (tables + endpoint devices) and swaps it in atomically; workers pick it
+//! up at their next batch. A configuration that does not validate or
+//! compile is rejected with a log line, and the running snapshot is kept.
+
+pub mod control;
+mod metrics;
+pub mod stats;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use mio::Waker;
+
+use crate::config;
+use crate::io::socket::{RawReceiver, RawSender, UdpReceiver};
+use crate::io::tun::{self, TunQueue};
+use crate::table::{self, Tables, Underlay};
+use stats::{EndpointStats, WorkerStats};
+
+/// How the daemon was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub node: String,
+    /// `None`: the interface holding the node IP.
+    pub underlay: Option<String>,
+    pub underlay_mtu: Option<u16>,
+    pub threads: usize,
+    pub control: PathBuf,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A local endpoint's device: one queue per worker, and counters.
+pub struct EndpointIo {
+    pub interface: String,
+    pub workload: String,
+    pub mtu: u16,
+    pub queues: Vec<TunQueue>,
+    pub stats: Vec<EndpointStats>,
+}
+
+/// Everything a batch runs against, swapped whole on reload.
+pub struct Snapshot {
+    pub generation: u64,
+    pub tables: Tables,
+    /// Indexed by `EndpointId` of `tables`.
+    pub endpoints: Vec<Arc<EndpointIo>>,
+}
+
+/// State shared by the daemon's threads.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub workers: Vec<WorkerStats>,
+    pub stop: AtomicBool,
+    pub started: Instant,
+    pub reloads: AtomicU64,
+    pub reloads_rejected: AtomicU64,
+}
+
+impl Shared {
+    /// The counters, summed, with endpoint totals.
+    pub fn totals(&self) -> stats::Totals {
+        let mut t = stats::sum(&self.workers);
+        t.uptime_seconds = self.started.elapsed().as_secs();
+        t.reloads = self.reloads.load(Ordering::Relaxed);
+        t.reloads_rejected = self.reloads_rejected.load(Ordering::Relaxed);
+        let snap = self.snapshot.load();
+        for (ep, info) in snap.endpoints.iter().zip(snap.tables.endpoints()) {
+            let (from, to) = stats::endpoint_totals(&ep.stats);
+            t.endpoints.push(stats::EndpointTotals {
+                interface: ep.interface.clone(),
+                workload: ep.workload.clone(),
+                addresses: info.ips.iter().map(|ip| ip.to_string()).collect(),
+                mtu: ep.mtu,
+                from_workload: from,
+                to_workload: to,
+            });
+        }
+        t
+    }
+}
+
+/// A failure that stops the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::LoadError),
+    #[error("{0}")]
+    Compile(#[from] table::CompileError),
+    #[error("cannot create TUN device {interface}: {source}")]
+    Tun {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the {what} socket: {source} (podwire needs CAP_NET_RAW and CAP_NET_ADMIN)"
+    )]
+    Socket {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on the control socket {path}: {source}")]
+    Control {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Finds the underlay device and its MTU.
+pub fn underlay(name: Option<&str>, mtu: Option<u16>, node_ip: Option<Ipv4Addr>) -> Underlay {
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => node_ip
+            .and_then(|ip| crate::io::netdev::interface_with_addr(ip).ok().flatten())
+            .unwrap_or_else(|| "eth0".to_string()),
+    };
+    let mtu = match mtu {
+        Some(mtu) => mtu,
+        None => match crate::io::netdev::mtu(&name) {
+            Ok(mtu) => mtu,
+            Err(e) => {
+                tracing::warn!("cannot read the MTU of {name} ({e}); assuming 1500");
+                1500
+            }
+        },
+    };
+    Underlay { name, mtu }
+}
+
+/// Loads and compiles the configuration.
+fn load(opts: &Options) -> Result<Tables, StartError> {
+    let resources = config::load(&opts.config)?;
+    let node_ip = resources.node(&opts.node).and_then(|n| n.ip());
+    let u = underlay(opts.underlay.as_deref(), opts.underlay_mtu, node_ip);
+    Ok(table::compile(&resources, &opts.node, &u)?)
+}
+
+/// Builds a snapshot for `tables`, reusing the devices of `old` endpoints
+/// that are still there and creating the others.
+fn snapshot(
+    tables: Tables,
+    generation: u64,
+    workers: usize,
+    old: Option<&Snapshot>,
+) -> Result<Snapshot, StartError> {
+    let existing: HashMap<&str, &Arc<EndpointIo>> = old
+        .map(|s| {
+            s.endpoints
+                .iter()
+                .map(|e| (e.interface.as_str(), e))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut endpoints = Vec::with_capacity(tables.endpoints().len());
+    for ep in tables.endpoints() {
+        if let Some(io) = existing.get(ep.interface.as_str()) {
+            if io.mtu != ep.mtu {
+                tracing::warn!(
+                    interface = %ep.interface,
+                    "MTU changed from {} to {}; the device keeps {} until the endpoint is re-created",
+                    io.mtu,
+                    ep.mtu,
+                    io.mtu
+                );
+            }
+            endpoints.push(Arc::clone(io));
+            continue;
+        }
+        let queues =
+            tun::create(&ep.interface, ep.mtu, workers).map_err(|source| StartError::Tun {
+                interface: ep.interface.clone(),
+                source,
+            })?;
+        tracing::info!(interface = %ep.interface, mtu = ep.mtu, queues = queues.len(), "endpoint created");
+        endpoints.push(Arc::new(EndpointIo {
+            interface: ep.interface.clone(),
+            workload: ep.name.clone(),
+            mtu: ep.mtu,
+            queues,
+            stats: (0..workers).map(|_| EndpointStats::default()).collect(),
+        }));
+    }
+    if let Some(old) = old {
+        for gone in old.endpoints.iter().filter(|e| {
+            !tables
+                .endpoints()
+                .iter()
+                .any(|n| n.interface == e.interface)
+        }) {
+            tracing::info!(interface = %gone.interface, "endpoint removed");
+        }
+    }
+    Ok(Snapshot {
+        generation,
+        tables,
+        endpoints,
+    })
+}
+
+/// The running daemon, as the signal loop and the control socket see it.
+pub struct Daemon {
+    opts: Options,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Daemon {
+    /// Re-reads the configuration; applies it, or keeps the running one.
+    pub fn reload(&self) -> Result<(), String> {
+        let result = self.try_reload();
+        match &result {
+            Ok(()) => {
+                self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("reload rejected, keeping the running configuration: {e}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), String> {
+        let tables = load(&self.opts).map_err(|e| e.to_string())?;
+        let old = self.shared.snapshot.load_full();
+        let (a, b) = (old.tables.local(), tables.local());
+        if a.ip != b.ip || old.tables.vxlan().port != tables.vxlan().port {
+            return Err(format!(
+                "the node IP or the VXLAN port changed ({}:{} to {}:{}); restart podwire to apply it",
+                a.ip,
+                old.tables.vxlan().port,
+                b.ip,
+                tables.vxlan().port
+            ));
+        }
+        let snap = snapshot(tables, old.generation + 1, self.wakers.len(), Some(&old))
+            .map_err(|e| e.to_string())?;
+        let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
+        self.shared.snapshot.store(Arc::new(snap));
+        self.wake();
+        tracing::info!(routes, endpoints, "configuration reloaded");
+        Ok(())
+    }
+
+    fn wake(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    let threads = opts.threads.max(1);
+    let tables = load(&opts)?;
+    let node_ip = tables.local().ip;
+    let port = tables.vxlan().port;
+    tracing::info!(
+        node = %opts.node,
+        ip = %node_ip,
+        underlay = %tables.underlay().name,
+        routes = tables.routes().len(),
+        endpoints = tables.endpoints().len(),
+        threads,
+        "starting"
+    );
+    // Sockets first: without them there is no point creating devices.
+    let mut ios = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let raw_tx = RawSender::new().map_err(|source| StartError::Socket {
+            what: "raw send",
+            source,
+        })?;
+        let ipip_rx = if i == 0 {
+            Some(RawReceiver::ipip().map_err(|source| StartError::Socket {
+                what: "IPIP receive",
+                source,
+            })?)
+        } else {
+            None
+        };
+        let vxlan_rx = Some(UdpReceiver::bind(SocketAddrV4::new(node_ip, port)).map_err(
+            |source| StartError::Socket {
+                what: "VXLAN receive",
+                source,
+            },
+        )?);
+        ios.push(worker::WorkerIo {
+            raw_tx,
+            ipip_rx,
+            vxlan_rx,
+        });
+    }
+    let snap = snapshot(tables, 0, threads, None)?;
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snap),
+        workers: (0..threads).map(|_| WorkerStats::default()).collect(),
+        stop: AtomicBool::new(false),
+        started: Instant::now(),
+        reloads: AtomicU64::new(0),
+        reloads_rejected: AtomicU64::new(0),
+    });
+    let mut wakers = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for (i, io) in ios.into_iter().enumerate() {
+        let (poll, waker) =
+            worker::poll_with_waker().map_err(|e| StartError::Other(e.to_string()))?;
+        wakers.push(waker);
+        let w = worker::Worker::new(i, Arc::clone(&shared), poll, io)
+            .map_err(|e| StartError::Other(format!("worker {i}: {e}")))?;
+        let h = std::thread::Builder::new()
+            .name(format!("podwire-w{i}"))
+            .spawn(move || w.run())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        handles.push(h);
+    }
+    let daemon = Arc::new(Daemon {
+        opts: opts.clone(),
+        shared: Arc::clone(&shared),
+        wakers,
+    });
+    let control = control::Server::start(&opts.control, Arc::clone(&daemon)).map_err(|source| {
+        StartError::Control {
+            path: opts.control.display().to_string(),
+            source,
+        }
+    })?;
+    if let Some(addr) = opts.metrics {
+        metrics::start(addr, Arc::clone(&shared))
+            .map_err(|source| StartError::Metrics { addr, source })?;
+    }
+    tracing::info!(control = %opts.control.display(), "running");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| StartError::Other(format!("signals: {e}")))?;
+    for signal in signals.forever() {
+        match signal {
+            signal_hook::consts::SIGHUP => {
+                tracing::info!("SIGHUP: reloading {}", opts.config.display());
+                let _ = daemon.reload();
+            }
+            _ => {
+                tracing::info!("signal {signal}: stopping");
+                break;
+            }
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    daemon.wake();
+    for h in handles {
+        let _ = h.join();
+    }
+    control.stop();
+    // Dropping the last snapshot closes every queue: the kernel removes the
+    // TUN devices.
+    shared.snapshot.store(Arc::new(Snapshot {
+        generation: u64::MAX,
+        tables: shared.snapshot.load().tables.clone(),
+        endpoints: Vec::new(),
+    }));
+    tracing::info!("stopped");
+    Ok(())
+}

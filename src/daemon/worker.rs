@@ -1,0 +1,494 @@
+//! A worker: one thread that owns its buffers, one queue of every TUN
+//! device, its VXLAN receive socket (`SO_REUSEPORT`), its raw send socket,
+//! and (worker 0 only) the IPIP receive socket. It waits with mio, and runs
+//! each batch to completion against one table snapshot, loaded once per
+//! batch: a reload never blocks it, and packets in flight finish on the
+//! snapshot they started with.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::stats::Mode;
+use super::{EndpointIo, Shared, Snapshot};
+use crate::io::socket::{BATCH, RawReceiver, RawSender, Received, UdpReceiver};
+use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, Verdict};
+use crate::table::EndpointId;
+
+/// The largest packet a buffer holds after its headroom.
+const MAX_PACKET: usize = 65_535;
+/// Buffers for fragments of one batch.
+const FRAG_BUFS: usize = 64;
+
+pub const WAKER: Token = Token(0);
+const IPIP_RX: Token = Token(1);
+const VXLAN_RX: Token = Token(2);
+const FIRST_ENDPOINT: usize = 3;
+
+/// What a worker is given at start.
+pub struct WorkerIo {
+    pub raw_tx: RawSender,
+    pub ipip_rx: Option<RawReceiver>,
+    pub vxlan_rx: Option<UdpReceiver>,
+}
+
+/// A packet waiting in the transmit batch.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    frag: bool,
+    buf: usize,
+    start: usize,
+    end: usize,
+    dst: Ipv4Addr,
+    mode: Mode,
+}
+
+/// A log line at most once per interval, with the count of what it stood for.
+struct RateLimited {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    fn new() -> Self {
+        RateLimited {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// True when a line may be logged now; returns how many were held back.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < Duration::from_secs(5) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+pub struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    poll: Poll,
+    io: WorkerIo,
+    bufs: Vec<Box<[u8]>>,
+    frag_bufs: Vec<Box<[u8]>>,
+    received: Vec<Received>,
+    pending: Vec<Pending>,
+    frags_used: usize,
+    state: State,
+    /// The snapshot generation registrations match.
+    generation: u64,
+    /// Registered endpoint queues by token, and their id in `generation`.
+    registered: HashMap<Token, (Arc<EndpointIo>, Option<EndpointId>)>,
+    next_token: usize,
+    io_errors: RateLimited,
+    tx_errors: RateLimited,
+}
+
+impl Worker {
+    pub fn new(index: usize, shared: Arc<Shared>, poll: Poll, io: WorkerIo) -> io::Result<Self> {
+        let registry = poll.registry();
+        if let Some(rx) = &io.ipip_rx {
+            registry.register(&mut SourceFd(&rx.as_raw_fd()), IPIP_RX, Interest::READABLE)?;
+        }
+        if let Some(rx) = &io.vxlan_rx {
+            registry.register(&mut SourceFd(&rx.as_raw_fd()), VXLAN_RX, Interest::READABLE)?;
+        }
+        let buf = || vec![0u8; HEADROOM + MAX_PACKET].into_boxed_slice();
+        Ok(Worker {
+            index,
+            shared,
+            poll,
+            io,
+            bufs: (0..BATCH).map(|_| buf()).collect(),
+            frag_bufs: (0..FRAG_BUFS).map(|_| buf()).collect(),
+            received: vec![Received::default(); BATCH],
+            pending: Vec::with_capacity(BATCH + FRAG_BUFS),
+            frags_used: 0,
+            state: State::new((index as u16).wrapping_mul(0x3c00)),
+            generation: u64::MAX,
+            registered: HashMap::new(),
+            next_token: FIRST_ENDPOINT,
+            io_errors: RateLimited::new(),
+            tx_errors: RateLimited::new(),
+        })
+    }
+
+    /// Runs until the daemon stops.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let snap = self.shared.snapshot.load_full();
+            if snap.generation != self.generation {
+                self.resync(&snap);
+            }
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(500)))
+            {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.index, "poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for event in events.iter() {
+                // Each batch loads the newest snapshot once.
+                let snap = self.shared.snapshot.load_full();
+                if snap.generation != self.generation {
+                    self.resync(&snap);
+                }
+                match event.token() {
+                    WAKER => {}
+                    IPIP_RX => self.drain_ipip(&snap),
+                    VXLAN_RX => self.drain_vxlan(&snap),
+                    token => self.drain_endpoint(&snap, token),
+                }
+            }
+        }
+        tracing::debug!(worker = self.index, "stopped");
+    }
+
+    /// Registers the queues of new endpoints and drops those of removed ones.
+    fn resync(&mut self, snap: &Snapshot) {
+        let registry = self.poll.registry();
+        let mut keep: HashMap<*const EndpointIo, EndpointId> = HashMap::new();
+        for (i, ep) in snap.endpoints.iter().enumerate() {
+            keep.insert(Arc::as_ptr(ep), EndpointId(i as u32));
+        }
+        let w = self.index;
+        self.registered.retain(|_, (ep, _)| {
+            let kept = keep.contains_key(&Arc::as_ptr(ep));
+            if !kept {
+                if let Some(q) = ep.queues.get(w) {
+                    let _ = registry.deregister(&mut SourceFd(&q.as_raw_fd()));
+                }
+            }
+            kept
+        });
+        let mut have: HashMap<*const EndpointIo, Token> = HashMap::new();
+        for (token, (ep, id)) in self.registered.iter_mut() {
+            *id = keep.get(&Arc::as_ptr(ep)).copied();
+            have.insert(Arc::as_ptr(ep), *token);
+        }
+        for (i, ep) in snap.endpoints.iter().enumerate() {
+            if have.contains_key(&Arc::as_ptr(ep)) {
+                continue;
+            }
+            let Some(q) = ep.queues.get(w) else { continue };
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            match registry.register(&mut SourceFd(&q.as_raw_fd()), token, Interest::READABLE) {
+                Ok(()) => {
+                    self.registered
+                        .insert(token, (Arc::clone(ep), Some(EndpointId(i as u32))));
+                }
+                Err(e) => tracing::error!(
+                    worker = w,
+                    interface = %ep.interface,
+                    "cannot watch the endpoint's queue: {e}"
+                ),
+            }
+        }
+        self.generation = snap.generation;
+    }
+
+    fn stats(&self) -> &super::stats::WorkerStats {
+        &self.shared.workers[self.index]
+    }
+
+    fn log_io_error(&mut self, what: &str, interface: &str, e: &io::Error) {
+        if let Some(held) = self.io_errors.allow() {
+            tracing::warn!(
+                worker = self.index,
+                interface,
+                "{what}: {e} ({held} similar errors not logged)"
+            );
+        }
+    }
+
+    /// Reads every packet waiting on an endpoint's queue, batch by batch.
+    fn drain_endpoint(&mut self, snap: &Snapshot, token: Token) {
+        let Some((ep, Some(from))) = self.registered.get(&token).cloned() else {
+            return;
+        };
+        let Some(queue) = ep.queues.get(self.index) else {
+            return;
+        };
+        loop {
+            let mut n = 0;
+            let mut lens = [0usize; BATCH];
+            let mut blocked = false;
+            while n < BATCH {
+                match queue.recv(&mut self.bufs[n][HEADROOM..]) {
+                    Ok(len) => {
+                        lens[n] = len;
+                        n += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.log_io_error("read from endpoint", &ep.interface, &e);
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+            self.stats().syscalls(n + usize::from(blocked));
+            if n == 0 {
+                return;
+            }
+            self.stats().batch(n);
+            let counters = &ep.stats[self.index];
+            for &len in &lens[..n] {
+                counters.from_workload.add(len);
+            }
+            for (i, &len) in lens[..n].iter().enumerate() {
+                self.egress_one(snap, from, i, len);
+            }
+            self.flush();
+            if blocked {
+                return;
+            }
+        }
+    }
+
+    /// Runs egress on buffer `i` and acts on the verdict.
+    fn egress_one(&mut self, snap: &Snapshot, from: EndpointId, i: usize, len: usize) {
+        let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, len);
+        let verdict = pipeline::egress(&snap.tables, &mut self.state, from, &mut pkt);
+        let (start, end) = (pkt.offset(), pkt.offset() + pkt.len());
+        match verdict {
+            Verdict::Deliver(to) => {
+                self.write_endpoint(snap, to, false, i, start, end, Mode::Local);
+            }
+            Verdict::Icmp { to, reason } => {
+                self.stats().drop(reason);
+                self.write_endpoint(snap, to, false, i, start, end, Mode::Local);
+            }
+            Verdict::Send(target) => self.queue_send(false, i, start, end, target),
+            Verdict::Fragment(job) => {
+                for k in 0..job.count() {
+                    if self.frags_used == FRAG_BUFS {
+                        self.flush();
+                    }
+                    let f = self.frags_used;
+                    let original = &self.bufs[i][start..end];
+                    let mut out = Packet::new(&mut self.frag_bufs[f], HEADROOM, 0);
+                    match job.emit(&snap.tables, &mut self.state, original, k, &mut out) {
+                        Some(Verdict::Send(target)) => {
+                            let (s, e) = (out.offset(), out.offset() + out.len());
+                            self.frags_used += 1;
+                            self.queue_send(true, f, s, e, target);
+                        }
+                        Some(other) => {
+                            if let Some(r) = other.drop_reason() {
+                                self.stats().drop(r);
+                            }
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Verdict::Drop(reason) => self.stats().drop(reason),
+        }
+    }
+
+    fn queue_send(&mut self, frag: bool, buf: usize, start: usize, end: usize, target: Target) {
+        let (dst, mode) = match target {
+            Target::Ipip { node } => (node, Mode::Ipip),
+            Target::Vxlan { node, .. } => (node, Mode::Vxlan),
+            Target::Direct { .. } => {
+                // Direct mode needs the packet socket of a later issue.
+                self.stats().drop(DropReason::NoRoute);
+                return;
+            }
+        };
+        self.pending.push(Pending {
+            frag,
+            buf,
+            start,
+            end,
+            dst,
+            mode,
+        });
+    }
+
+    /// Sends the pending batch.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            self.frags_used = 0;
+            return;
+        }
+        let bufs = &self.bufs;
+        let frags = &self.frag_bufs;
+        let report = self.io.raw_tx.send_batch(self.pending.iter().map(|p| {
+            let pool = if p.frag { frags } else { bufs };
+            (&pool[p.buf][p.start..p.end], p.dst)
+        }));
+        let stats = &self.shared.workers[self.index];
+        stats.syscalls(report.syscalls);
+        if report.full + report.failed == 0 {
+            for p in &self.pending {
+                stats.tx(p.mode, p.end - p.start);
+            }
+        } else {
+            // Which ones failed is not reported per packet: count by total.
+            for p in self.pending.iter().take(report.sent) {
+                stats.tx(p.mode, p.end - p.start);
+            }
+            stats.drops(DropReason::TxFull, report.full + report.failed);
+            if let (Some(code), Some(held)) = (report.last_error, self.tx_errors.allow()) {
+                tracing::warn!(
+                    worker = self.index,
+                    "underlay send refused: {} ({held} similar errors not logged)",
+                    io::Error::from_raw_os_error(code)
+                );
+            }
+        }
+        self.pending.clear();
+        self.frags_used = 0;
+    }
+
+    /// Writes a packet to an endpoint's TUN queue.
+    #[allow(clippy::too_many_arguments)]
+    fn write_endpoint(
+        &mut self,
+        snap: &Snapshot,
+        to: EndpointId,
+        frag: bool,
+        buf: usize,
+        start: usize,
+        end: usize,
+        mode: Mode,
+    ) {
+        let Some(ep) = snap.endpoints.get(to.index()) else {
+            self.stats().drop(DropReason::NotLocal);
+            return;
+        };
+        let Some(queue) = ep.queues.get(self.index) else {
+            return;
+        };
+        let pool = if frag { &self.frag_bufs } else { &self.bufs };
+        let data = &pool[buf][start..end];
+        self.shared.workers[self.index].syscalls(1);
+        match queue.send(data) {
+            Ok(_) => {
+                ep.stats[self.index].to_workload.add(data.len());
+                self.shared.workers[self.index].rx(mode, data.len());
+            }
+            Err(e) => {
+                self.shared.workers[self.index].drop(DropReason::TxFull);
+                let interface = ep.interface.clone();
+                self.log_io_error("write to endpoint", &interface, &e);
+            }
+        }
+    }
+
+    /// Decapsulates every IPIP packet waiting.
+    fn drain_ipip(&mut self, snap: &Snapshot) {
+        loop {
+            let n = {
+                let Some(rx) = self.io.ipip_rx.as_mut() else {
+                    return;
+                };
+                let bufs = self.bufs.iter_mut().map(|b| &mut b[HEADROOM..]);
+                match rx.recv_batch(bufs, &mut self.received) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => {
+                        self.log_io_error("IPIP receive", "", &e);
+                        0
+                    }
+                }
+            };
+            self.stats().syscalls(1);
+            if n == 0 {
+                return;
+            }
+            self.stats().batch(n);
+            for i in 0..n {
+                let len = self.received[i].len;
+                let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, len);
+                let v = pipeline::ingress(&snap.tables, &mut pkt);
+                let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
+                self.deliver(snap, v, i, s, e, Mode::Ipip);
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Decapsulates every VXLAN datagram waiting.
+    fn drain_vxlan(&mut self, snap: &Snapshot) {
+        loop {
+            let n = {
+                let Some(rx) = self.io.vxlan_rx.as_mut() else {
+                    return;
+                };
+                let bufs = self.bufs.iter_mut().map(|b| &mut b[HEADROOM..]);
+                match rx.recv_batch(bufs, &mut self.received) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => {
+                        self.log_io_error("VXLAN receive", "", &e);
+                        0
+                    }
+                }
+            };
+            self.stats().syscalls(1);
+            if n == 0 {
+                return;
+            }
+            self.stats().batch(n);
+            for i in 0..n {
+                let r = self.received[i];
+                let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, r.len);
+                let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
+                let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
+                self.deliver(snap, v, i, s, e, Mode::Vxlan);
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    fn deliver(&mut self, snap: &Snapshot, v: Verdict, i: usize, s: usize, e: usize, mode: Mode) {
+        match v {
+            Verdict::Deliver(to) => self.write_endpoint(snap, to, false, i, s, e, mode),
+            other => {
+                if let Some(r) = other.drop_reason() {
+                    self.stats().drop(r);
+                }
+            }
+        }
+    }
+}
+
+/// Creates a worker's poll and the waker the daemon uses to interrupt it.
+pub fn poll_with_waker() -> io::Result<(Poll, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((poll, waker))
+}

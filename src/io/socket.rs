@@ -1,0 +1,378 @@
+//! Underlay sockets with batched I/O (`recvmmsg`, `sendmmsg`).
+//!
+//! - [`RawSender`]: `socket(AF_INET, SOCK_RAW, IPPROTO_RAW)`, which implies
+//!   `IP_HDRINCL`: podwire sends the outer IPv4 header it built — IPIP as
+//!   well as VXLAN, whose per-flow UDP source port a UDP socket could not
+//!   give (see the README). The kernel fills in nothing but what it must
+//!   (it recomputes the IPv4 header checksum).
+//! - [`RawReceiver`]: `socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)` receives every
+//!   IP-in-IP packet for this host with its outer header; keeping it open
+//!   also stops the kernel, which has no IPIP module, from answering peers
+//!   with ICMP protocol unreachable.
+//! - [`UdpReceiver`]: a UDP socket bound to the node IP and the VXLAN port
+//!   with `SO_REUSEPORT` (one per worker; the kernel spreads flows over them)
+//!   and `IP_RECVTOS`, which gives the outer TOS for RFC 6040.
+//!
+//! The caller owns every buffer. The kernel structures (`mmsghdr`, `iovec`,
+//! `sockaddr_in`, control buffers) live in preallocated vectors and are
+//! pointed at the caller's slices only for the duration of one call.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// The most packets one batched call moves.
+pub const BATCH: usize = 64;
+
+/// One received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes written into the buffer.
+    pub len: usize,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// The TOS byte of the outer IPv4 header, where the socket reports it.
+    pub tos: u8,
+}
+
+/// What a batched send did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Packets the kernel accepted.
+    pub sent: usize,
+    /// Packets not sent because the socket buffer was full.
+    pub full: usize,
+    /// Packets the kernel refused (no route, too big, …).
+    pub failed: usize,
+    /// The last refusal's error, for a rate-limited log line.
+    pub last_error: Option<i32>,
+    /// System calls made.
+    pub syscalls: usize,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Received {
+            len: 0,
+            src: Ipv4Addr::UNSPECIFIED,
+            tos: 0,
+        }
+    }
+}
+
+fn sockaddr_v4(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn zeroed_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is a plain C struct of integers and pointers, for which
+    // all-zero bytes (null pointers, zero lengths) is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Sends IPv4 packets whose header podwire wrote.
+#[derive(Debug)]
+pub struct RawSender {
+    sock: Socket,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_in>,
+}
+
+// SAFETY: the raw pointers inside the preallocated kernel structures are
+// only set, and only dereferenced by the kernel, during one `send_batch`
+// call that borrows the data; between calls they are dangling but unused.
+unsafe impl Send for RawSender {}
+
+impl RawSender {
+    /// Opens the socket, non-blocking, with a large send buffer.
+    pub fn new() -> io::Result<Self> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_send_buffer_size(4 << 20);
+        Ok(RawSender {
+            sock,
+            hdrs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            addrs: vec![sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0); BATCH],
+        })
+    }
+
+    /// Sends each `(packet, destination)`, up to [`BATCH`] per system call.
+    pub fn send_batch<'a>(
+        &mut self,
+        packets: impl IntoIterator<Item = (&'a [u8], Ipv4Addr)>,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        let mut packets = packets.into_iter().peekable();
+        while packets.peek().is_some() {
+            let mut n = 0;
+            for (data, dst) in packets.by_ref().take(BATCH) {
+                self.iovs[n] = libc::iovec {
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
+                };
+                self.addrs[n] = sockaddr_v4(dst, 0);
+                n += 1;
+            }
+            for i in 0..n {
+                let h = &mut self.hdrs[i].msg_hdr;
+                h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
+                h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                h.msg_iov = &mut self.iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+            }
+            let mut done = 0;
+            while done < n {
+                report.syscalls += 1;
+                // SAFETY: hdrs[done..n] point at iovecs and addresses in this
+                // struct, and the iovecs at packet slices borrowed for this
+                // whole call; the kernel reads at most n - done headers.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        self.sock.as_raw_fd(),
+                        self.hdrs[done..].as_mut_ptr(),
+                        (n - done) as libc::c_uint,
+                        0,
+                    )
+                };
+                if r > 0 {
+                    done += r as usize;
+                    report.sent += r as usize;
+                    continue;
+                }
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                        report.full += n - done;
+                        done = n;
+                    }
+                    code => {
+                        // The first remaining packet was refused: skip it.
+                        report.failed += 1;
+                        report.last_error = code;
+                        done += 1;
+                    }
+                }
+            }
+        }
+        report
+    }
+}
+
+/// Preallocated `recvmmsg` state.
+#[derive(Debug)]
+struct RecvState {
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_in>,
+    /// Control buffers, 8-byte aligned.
+    cmsgs: Vec<[u64; 8]>,
+}
+
+impl RecvState {
+    fn new() -> Self {
+        RecvState {
+            hdrs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            addrs: vec![sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0); BATCH],
+            cmsgs: vec![[0u64; 8]; BATCH],
+        }
+    }
+
+    /// Receives into `bufs` (at most [`BATCH`]); fills `out` and returns how
+    /// many datagrams arrived. `WouldBlock` when none is waiting.
+    fn recv<'a>(
+        &mut self,
+        fd: RawFd,
+        bufs: impl IntoIterator<Item = &'a mut [u8]>,
+        out: &mut [Received],
+        want_tos: bool,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        for buf in bufs.into_iter().take(BATCH.min(out.len())) {
+            self.iovs[n] = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        for i in 0..n {
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            if want_tos {
+                h.msg_control = self.cmsgs[i].as_mut_ptr() as *mut libc::c_void;
+                h.msg_controllen = size_of::<[u64; 8]>() as _;
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        let r = loop {
+            // SAFETY: hdrs[..n] point at iovecs over buffers borrowed for this
+            // call, and at address and control buffers owned by self, with
+            // their true lengths; the kernel writes at most n messages.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r >= 0 {
+                break r as usize;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        };
+        for (i, slot) in out.iter_mut().enumerate().take(r) {
+            let h = &self.hdrs[i];
+            let a = &self.addrs[i];
+            *slot = Received {
+                len: h.msg_len as usize,
+                src: Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                tos: if want_tos { self.tos_of(i) } else { 0 },
+            };
+        }
+        Ok(r)
+    }
+
+    /// The IP_TOS control message of message `i`, or 0.
+    fn tos_of(&self, i: usize) -> u8 {
+        let h = &self.hdrs[i].msg_hdr;
+        // SAFETY: msg_control/msg_controllen describe our own control buffer
+        // as the kernel filled it; CMSG_FIRSTHDR/NXTHDR stay within it.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
+                    return *libc::CMSG_DATA(c);
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        0
+    }
+}
+
+// SAFETY: as for RawSender: the pointers are only live during one call.
+unsafe impl Send for RecvState {}
+
+/// Receives IP-in-IP packets, outer header included.
+#[derive(Debug)]
+pub struct RawReceiver {
+    sock: Socket,
+    state: RecvState,
+}
+
+impl RawReceiver {
+    /// Opens a raw socket for IP protocol 4, non-blocking.
+    pub fn ipip() -> io::Result<Self> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_IPIP)),
+        )?;
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        Ok(RawReceiver {
+            sock,
+            state: RecvState::new(),
+        })
+    }
+
+    /// Receives up to [`BATCH`] packets into `bufs`.
+    pub fn recv_batch<'a>(
+        &mut self,
+        bufs: impl IntoIterator<Item = &'a mut [u8]>,
+        out: &mut [Received],
+    ) -> io::Result<usize> {
+        self.state.recv(self.sock.as_raw_fd(), bufs, out, false)
+    }
+}
+
+impl AsRawFd for RawReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// Receives VXLAN datagrams on the node IP and the VXLAN port.
+#[derive(Debug)]
+pub struct UdpReceiver {
+    sock: Socket,
+    state: RecvState,
+}
+
+impl UdpReceiver {
+    /// Binds `addr` with `SO_REUSEPORT` and `IP_RECVTOS`, non-blocking.
+    pub fn bind(addr: SocketAddrV4) -> io::Result<Self> {
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        sock.set_recv_tos_v4(true)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        sock.bind(&SockAddr::from(addr))?;
+        Ok(UdpReceiver {
+            sock,
+            state: RecvState::new(),
+        })
+    }
+
+    /// Receives up to [`BATCH`] datagrams into `bufs`, with their TOS.
+    pub fn recv_batch<'a>(
+        &mut self,
+        bufs: impl IntoIterator<Item = &'a mut [u8]>,
+        out: &mut [Received],
+    ) -> io::Result<usize> {
+        self.state.recv(self.sock.as_raw_fd(), bufs, out, true)
+    }
+}
+
+impl AsRawFd for UdpReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
