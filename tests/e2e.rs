@@ -1,0 +1,442 @@
+//! `podwire run` end to end, as root, in network namespaces: two (or three)
+//! nodes on one underlay bridge, each running its own daemon, with pods in
+//! their own namespaces whose `eth0` is the daemon's TUN endpoint, shaped as
+//! Calico shapes a pod (`default via 169.254.1.1`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Lab, PODWIRE, must, root_or_skip};
+
+const NODES: [(&str, &str, &str, &str); 3] = [
+    // name, node IP, block, VXLAN tunnel address
+    ("k8s-node1", "192.168.33.55", "10.2.36.64/26", "10.2.36.65"),
+    (
+        "k8s-node2",
+        "192.168.33.57",
+        "10.2.169.128/26",
+        "10.2.169.129",
+    ),
+    (
+        "k8s-node3",
+        "192.168.33.59",
+        "10.2.235.192/26",
+        "10.2.235.193",
+    ),
+];
+
+const WORKLOADS: [(&str, &str, &str); 4] = [
+    // node, interface, address
+    ("k8s-node1", "cali1a", "10.2.36.68"),
+    ("k8s-node1", "cali1b", "10.2.36.69"),
+    ("k8s-node2", "cali2a", "10.2.169.138"),
+    ("k8s-node3", "cali3a", "10.2.235.194"),
+];
+
+/// A cluster of the first `nodes` nodes, one pool in `mode` (`ipip` or `vxlan`).
+fn cluster(mode: &str, nodes: usize) -> String {
+    let (ipip, vxlan) = match mode {
+        "ipip" => ("Always", "Never"),
+        "vxlan" => ("Never", "Always"),
+        _ => ("Never", "Never"),
+    };
+    let mut y = format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: pool}}\nspec: {{cidr: 10.2.0.0/16, ipipMode: {ipip}, vxlanMode: {vxlan}}}\n"
+    );
+    for (name, ip, block, tunnel) in &NODES[..nodes] {
+        y += &format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{bgp: {{ipv4Address: {ip}/24}}, ipv4VXLANTunnelAddr: {tunnel}}}\n"
+        );
+        y += &format!(
+            "---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {{name: b-{name}}}\nspec: {{cidr: {block}, affinity: \"host:{name}\"}}\n"
+        );
+    }
+    let names: Vec<&str> = NODES[..nodes].iter().map(|n| n.0).collect();
+    for (node, iface, ip) in WORKLOADS.iter().filter(|w| names.contains(&w.0)) {
+        y += &format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w-{iface}, namespace: default}}\nspec: {{node: {node}, interfaceName: {iface}, ipNetworks: [{ip}/32]}}\n"
+        );
+    }
+    y
+}
+
+/// Two nodes and three pods: p1a and p1b on k8s-node1, p2a on k8s-node2.
+struct Cluster {
+    lab: Lab,
+    sw: String,
+    n: Vec<String>,
+    ctl: Vec<std::path::PathBuf>,
+    config: std::path::PathBuf,
+    p1a: String,
+    p1b: String,
+    p2a: String,
+}
+
+fn two_nodes(mode: &str) -> Cluster {
+    let mut lab = Lab::new();
+    let config = lab.file("cluster.yaml", &cluster(mode, 2));
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let mut n = Vec::new();
+    let mut ctl = Vec::new();
+    for (i, (name, ip, _, _)) in NODES[..2].iter().enumerate() {
+        let ns = lab.netns(&format!("n{}", i + 1));
+        lab.attach(&sw, "br0", &ns, "eth0", &format!("{ip}/24"));
+        ctl.push(lab.podwire(&ns, &config, name, &[]));
+        n.push(ns);
+    }
+    let p1a = lab.pod("p1a", &n[0], "cali1a", "10.2.36.68");
+    let p1b = lab.pod("p1b", &n[0], "cali1b", "10.2.36.69");
+    let p2a = lab.pod("p2a", &n[1], "cali2a", "10.2.169.138");
+    Cluster {
+        lab,
+        sw,
+        n,
+        ctl,
+        config,
+        p1a,
+        p1b,
+        p2a,
+    }
+}
+
+fn ping(lab: &Lab, from: &str, to: &str) {
+    let out = lab.exec(from, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("3 received"),
+        "ping {from} -> {to}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A 100 MB TCP transfer from `from` to `to_ip` (in `to`), whose content is
+/// compared at the far end by SHA-256.
+fn transfer(c: &mut Cluster, from: &str, to: &str, to_ip: &str, mbytes: usize) {
+    let file = c.lab.dir.join("payload.bin");
+    must(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", file.display()),
+            "bs=1M",
+            &format!("count={mbytes}"),
+            "status=none",
+        ],
+    );
+    let want = must("sha256sum", &[file.to_str().unwrap()]);
+    let want = want.split_whitespace().next().unwrap().to_string();
+    c.lab
+        .spawn(to, "receiver", &["sh", "-c", "nc -l 5001 | sha256sum"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let send = format!("nc -N -w 10 {to_ip} 5001 < {}", file.display());
+    let out = c.lab.exec(from, &["sh", "-c", &send]);
+    assert!(
+        out.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = c.lab.wait("receiver", Duration::from_secs(60));
+    let got = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(want.as_str()),
+        "content of the transfer"
+    );
+}
+
+/// Routes as `podwire show routes` must print them on k8s-node1.
+fn expected_routes(mode: &str) -> String {
+    let via = match mode {
+        "ipip" => "192.168.33.57 dev tunl0",
+        _ => "10.2.169.129 dev vxlan.calico",
+    };
+    format!(
+        "blackhole 10.2.36.64/26\n10.2.36.68 dev cali1a scope link\n10.2.36.69 dev cali1b scope link\n10.2.169.128/26 via {via} onlink\n"
+    )
+}
+
+/// Sends an IPIP and a VXLAN packet to k8s-node1 from a host that is not a node.
+fn stranger_sends(c: &mut Cluster) {
+    let stranger = c.lab.netns("st");
+    c.lab
+        .attach(&c.sw, "br0", &stranger, "eth0", "192.168.33.99/24");
+    let mac = podwire::table::vtep_mac_for("k8s-node1");
+    let script = format!(
+        "from scapy.all import *\n\
+         conf.verb = 0\n\
+         inner = IP(src='10.2.169.138', dst='10.2.36.68')/ICMP()\n\
+         send(IP(src='192.168.33.99', dst='192.168.33.55', proto=4)/inner)\n\
+         send(IP(src='192.168.33.99', dst='192.168.33.55')/UDP(sport=40000, dport=4789)/VXLAN(vni=4096, flags=8)/Ether(dst='{mac}', src='02:00:00:00:00:99')/inner)\n"
+    );
+    let out = c.lab.exec(&stranger, &["/usr/bin/python3", "-c", &script]);
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn end_to_end(mode: &str) {
+    let mut c = two_nodes(mode);
+    let lab = &c.lab;
+    // Across nodes, both ways, and between two pods of one node.
+    ping(lab, &c.p1a, "10.2.169.138");
+    ping(lab, &c.p2a, "10.2.36.68");
+    ping(lab, &c.p1a, "10.2.36.69");
+    ping(lab, &c.p1b, "10.2.36.68");
+
+    // The tables, as SPEC §6 prints them.
+    assert_eq!(lab.show(&c.ctl[0], "routes", false), expected_routes(mode));
+    let (neigh, fdb) = match mode {
+        "vxlan" => {
+            let mac = podwire::table::vtep_mac_for("k8s-node2");
+            (
+                format!("10.2.169.129 dev vxlan.calico lladdr {mac} PERMANENT\n"),
+                format!("{mac} dev vxlan.calico dst 192.168.33.57 self permanent\n"),
+            )
+        }
+        _ => (String::new(), String::new()),
+    };
+    assert_eq!(lab.show(&c.ctl[0], "neigh", false), neigh);
+    assert_eq!(lab.show(&c.ctl[0], "fdb", false), fdb);
+    let routes: serde_json::Value =
+        serde_json::from_str(&lab.show(&c.ctl[0], "routes", true)).unwrap();
+    assert_eq!(routes[0]["type"], "blackhole");
+    assert_eq!(routes[3]["flags"][0], "onlink");
+    let eps = lab.show(&c.ctl[0], "endpoints", false);
+    assert!(
+        eps.contains("cali1a") && eps.contains("10.2.36.68"),
+        "{eps}"
+    );
+
+    // A DF packet larger than the tunnel MTU: ICMP fragmentation needed,
+    // from the node IP, with the mode's MTU. The pod's own MTU is raised so
+    // that its kernel lets the packet out.
+    let mtu = if mode == "ipip" { 1480 } else { 1450 };
+    let before = lab.drops(&c.ctl[0], "too-big");
+    lab.ip(&c.p1a, &["link", "set", "eth0", "mtu", "1500"]);
+    let out = lab.exec(
+        &c.p1a,
+        &[
+            "ping",
+            "-M",
+            "do",
+            "-s",
+            "1472",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.2.169.138",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "From 192.168.33.55 icmp_seq=1 Frag needed and DF set (mtu = {mtu})"
+        )),
+        "{text}"
+    );
+    assert_eq!(lab.drops(&c.ctl[0], "too-big"), before + 1);
+    // Without DF the packet is fragmented and gets through.
+    let out = lab.exec(
+        &c.p1a,
+        &[
+            "ping",
+            "-M",
+            "dont",
+            "-s",
+            "1472",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.2.169.138",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    lab.ip(&c.p1a, &["link", "set", "eth0", "mtu", &mtu.to_string()]);
+
+    // Encapsulated traffic from a host that is not a node is dropped and counted.
+    let before = lab.drops(&c.ctl[0], "unknown-peer");
+    stranger_sends(&mut c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.lab.drops(&c.ctl[0], "unknown-peer") < before + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unknown peers not counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // 100 MB across nodes, content verified.
+    let (p1a, p2a) = (c.p1a.clone(), c.p2a.clone());
+    transfer(&mut c, &p1a, &p2a, "10.2.169.138", 100);
+    // Nothing was lost on the way: the only drops are the ones provoked
+    // above and the IPv6 the pods' kernels send on their own.
+    for ctl in &c.ctl {
+        let stats = c.lab.stats(ctl);
+        for d in stats["drops"].as_array().unwrap() {
+            let (reason, n) = (d[0].as_str().unwrap(), d[1].as_u64().unwrap());
+            let expected = matches!(reason, "not-ipv4" | "too-big" | "unknown-peer");
+            assert!(n == 0 || expected, "{n} drops for {reason}: {stats}");
+        }
+    }
+    let stats = c.lab.stats(&c.ctl[0]);
+    let sent = stats["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[0] == mode)
+        .unwrap()[1]["tx"]["bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(sent > 100_000_000, "{mode} bytes sent: {sent}");
+}
+
+#[test]
+fn ipip_end_to_end() {
+    if root_or_skip("ipip_end_to_end") {
+        end_to_end("ipip");
+    }
+}
+
+#[test]
+fn vxlan_end_to_end() {
+    if root_or_skip("vxlan_end_to_end") {
+        end_to_end("vxlan");
+    }
+}
+
+/// A reload that adds a third node while a transfer runs loses nothing;
+/// a bad configuration is rejected and the running one kept.
+#[test]
+fn reload_adds_a_node_during_a_transfer() {
+    if !root_or_skip("reload_adds_a_node_during_a_transfer") {
+        return;
+    }
+    let mut c = two_nodes("vxlan");
+    // A paced sender: 100 MB over about four seconds.
+    let sender = "import socket, sys, time\n\
+                  s = socket.create_connection(('10.2.169.138', 5002))\n\
+                  block = bytes(range(256)) * 4096\n\
+                  for i in range(100):\n\
+                  \x20   s.sendall(block)\n\
+                  \x20   time.sleep(0.04)\n\
+                  s.close()\n";
+    let p2a = c.p2a.clone();
+    let p1a = c.p1a.clone();
+    c.lab
+        .spawn(&p2a, "receiver", &["sh", "-c", "nc -l 5002 | sha256sum"]);
+    std::thread::sleep(Duration::from_millis(300));
+    c.lab
+        .spawn(&p1a, "sender", &["/usr/bin/python3", "-c", sender]);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    // Add k8s-node3 mid-transfer.
+    std::fs::write(&c.config, cluster("vxlan", 3)).unwrap();
+    c.lab.signal("k8s-node1", "HUP");
+    c.lab.signal("k8s-node2", "HUP");
+    let n3 = c.lab.netns("n3");
+    c.lab.attach(&c.sw, "br0", &n3, "eth0", "192.168.33.59/24");
+    let config = c.config.clone();
+    let ctl3 = c.lab.podwire(&n3, &config, "k8s-node3", &[]);
+    let p3a = c.lab.pod("p3a", &n3, "cali3a", "10.2.235.194");
+
+    let sent = c.lab.wait("sender", Duration::from_secs(60));
+    assert!(
+        sent.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = c.lab.wait("receiver", Duration::from_secs(60));
+    let mut want = Vec::with_capacity(100 << 20);
+    for _ in 0..100 * 4096 {
+        want.extend(0..=255u8);
+    }
+    let want_hash = {
+        let f = c.lab.file("want.bin", "");
+        std::fs::write(&f, &want).unwrap();
+        must("sha256sum", &[f.to_str().unwrap()])
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .next(),
+        want_hash.split_whitespace().next(),
+        "content of the transfer across the reload"
+    );
+    for ctl in &c.ctl {
+        let stats = c.lab.stats(ctl);
+        assert_eq!(stats["reloads"], 1, "{stats}");
+        for d in stats["drops"].as_array().unwrap() {
+            let (reason, n) = (d[0].as_str().unwrap(), d[1].as_u64().unwrap());
+            assert!(
+                n == 0 || reason == "not-ipv4",
+                "{n} drops for {reason} across the reload"
+            );
+        }
+    }
+    // The new node is reachable from both old ones.
+    ping(&c.lab, &c.p1a, "10.2.235.194");
+    ping(&c.lab, &p3a, "10.2.169.138");
+    assert!(
+        c.lab
+            .show(&ctl3, "routes", false)
+            .contains("10.2.36.64/26 via 10.2.36.65 dev vxlan.calico onlink")
+    );
+
+    // A bad configuration is rejected, and the running one kept.
+    std::fs::write(&c.config, "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: x}\nspec: {cidr: nonsense}\n").unwrap();
+    c.lab.signal("k8s-node1", "HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.lab.stats(&c.ctl[0])["reloads_rejected"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bad reload not rejected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = c.lab.log("k8s-node1");
+    assert!(
+        log.contains("reload rejected, keeping the running configuration")
+            && log.contains("spec.cidr: \"nonsense\" has no prefix length"),
+        "{log}"
+    );
+    ping(&c.lab, &c.p1a, "10.2.169.138");
+}
+
+/// SIGTERM stops the daemon cleanly, and its TUN devices go with it, also
+/// the ones moved into pod namespaces.
+#[test]
+fn stop_removes_the_endpoints() {
+    if !root_or_skip("stop_removes_the_endpoints") {
+        return;
+    }
+    let mut c = two_nodes("ipip");
+    assert!(c.lab.ip(&c.p1a, &["link", "show"]).contains("eth0"));
+    let status = c.lab.stop("k8s-node1");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        !c.lab.ip(&c.p1a, &["link", "show"]).contains("eth0"),
+        "pod's eth0 is gone"
+    );
+    assert!(!c.lab.ip(&c.p1b, &["link", "show"]).contains("eth0"));
+    assert!(!Path::new(&c.ctl[0]).exists(), "control socket removed");
+    assert!(c.lab.log("k8s-node1").contains("stopped"));
+    // `show` against a stopped daemon says so.
+    let out = common::run(
+        PODWIRE,
+        &["show", "stats", "--control", c.ctl[0].to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
+    let _ = &c.n;
+}
