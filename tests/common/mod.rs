@@ -289,6 +289,15 @@ impl Lab {
         self.children.len() - 1
     }
 
+    /// The PID of background process `tag`.
+    pub fn pid(&self, tag: &str) -> u32 {
+        self.children
+            .iter()
+            .find(|(n, _)| n == tag)
+            .map(|(_, c)| c.id())
+            .expect("no such process")
+    }
+
     /// Waits for the background process `tag` and returns its output.
     pub fn wait(&mut self, tag: &str, timeout: Duration) -> Output {
         let i = self

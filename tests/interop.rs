@@ -1,0 +1,594 @@
+//! Interoperability with the Linux kernel and with independent tools.
+//!
+//! - A podwire node and a node whose kernel runs `vxlan.calico` exactly as
+//!   Felix programs it talk both ways; tshark's VXLAN dissector checks every
+//!   field of what podwire sends.
+//! - This kernel has no IPIP module, so podwire's IPIP packets are checked
+//!   with tshark's dissector, and packets built by scapy are sent to it.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Lab, must, root_or_skip};
+use podwire::table::vtep_mac_for;
+
+const CLUSTER: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool}
+spec: {cidr: 10.2.0.0/16, MODE}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: k8s-node1}
+spec: {bgp: {ipv4Address: 192.168.33.55/24}, ipv4VXLANTunnelAddr: 10.2.36.65}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: k8s-node2}
+spec: {bgp: {ipv4Address: 192.168.33.57/24}, ipv4VXLANTunnelAddr: 10.2.169.129}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {name: b1}
+spec: {cidr: 10.2.36.64/26, affinity: "host:k8s-node1"}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {name: b2}
+spec: {cidr: 10.2.169.128/26, affinity: "host:k8s-node2"}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: w1}
+spec: {node: k8s-node1, interfaceName: cali1a, ipNetworks: [10.2.36.68/32]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: w2}
+spec: {node: k8s-node2, interfaceName: cali2a, ipNetworks: [10.2.169.138/32]}
+"#;
+
+fn ping(lab: &Lab, from: &str, to: &str, count: &str) {
+    let out = lab.exec(from, &["ping", "-c", count, "-i", "0.2", "-W", "2", to]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{count} received")),
+        "ping {from} -> {to}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts tcpdump on `dev` in `ns`, writing `file`; returns once it listens.
+fn capture(lab: &mut Lab, ns: &str, dev: &str, file: &Path, tag: &str) {
+    let f = file.display().to_string();
+    lab.spawn(
+        ns,
+        tag,
+        &[
+            "tcpdump",
+            "--immediate-mode",
+            "-i",
+            dev,
+            "-n",
+            "-U",
+            "-w",
+            &f,
+        ],
+    );
+    // tcpdump creates the file when it opens the device, then listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "tcpdump did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn stop_capture(lab: &mut Lab, tag: &str) {
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = lab.pid(tag);
+    must("kill", &["-INT", &pid.to_string()]);
+    lab.wait(tag, Duration::from_secs(10));
+}
+
+/// tshark's dissection of `file`: one row of `fields` per packet matching `filter`.
+fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec![
+        "-r",
+        file.to_str().unwrap(),
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ];
+    for f in fields {
+        args.push("-e");
+        args.push(f);
+    }
+    let out = must("tshark", &args);
+    out.lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
+/// A TCP transfer of `mbytes` MB from `from` to `to_ip` in `to`, checked by SHA-256.
+fn transfer(lab: &mut Lab, from: &str, to: &str, to_ip: &str, mbytes: usize, port: u16) {
+    let file = lab.dir.join(format!("payload-{port}.bin"));
+    must(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", file.display()),
+            "bs=1M",
+            &format!("count={mbytes}"),
+            "status=none",
+        ],
+    );
+    let want = must("sha256sum", &[file.to_str().unwrap()]);
+    let tag = format!("rx{port}");
+    lab.spawn(
+        to,
+        &tag,
+        &["sh", "-c", &format!("nc -l {port} | sha256sum")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.exec(
+        from,
+        &[
+            "sh",
+            "-c",
+            &format!("nc -N -w 10 {to_ip} {port} < {}", file.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lab.wait(&tag, Duration::from_secs(60));
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .next(),
+        want.split_whitespace().next(),
+        "content from {from} to {to}"
+    );
+}
+
+/// Node B as Felix programs a kernel node in VXLAN mode, with a pod attached
+/// by a veth as Calico attaches pods.
+fn kernel_node(lab: &mut Lab, node: &str) -> String {
+    let mac1 = vtep_mac_for("k8s-node1").to_string();
+    let mac2 = vtep_mac_for("k8s-node2").to_string();
+    for args in [
+        vec![
+            "link",
+            "add",
+            "vxlan.calico",
+            "type",
+            "vxlan",
+            "id",
+            "4096",
+            "dstport",
+            "4789",
+            "local",
+            "192.168.33.57",
+            "dev",
+            "eth0",
+            "nolearning",
+        ],
+        vec!["link", "set", "vxlan.calico", "address", &mac2],
+        vec!["link", "set", "vxlan.calico", "mtu", "1450"],
+        vec!["addr", "add", "10.2.169.129/32", "dev", "vxlan.calico"],
+        vec!["link", "set", "vxlan.calico", "up"],
+        vec![
+            "route",
+            "add",
+            "10.2.36.64/26",
+            "via",
+            "10.2.36.65",
+            "dev",
+            "vxlan.calico",
+            "onlink",
+        ],
+        vec![
+            "neigh",
+            "add",
+            "10.2.36.65",
+            "lladdr",
+            &mac1,
+            "dev",
+            "vxlan.calico",
+            "nud",
+            "permanent",
+        ],
+        // Like a real node, a default route (proxy ARP answers for
+        // 169.254.1.1 only when it is routable).
+        vec![
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.33.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ],
+    ] {
+        lab.ip(node, &args);
+    }
+    must(
+        "bridge",
+        &[
+            "-n",
+            node,
+            "fdb",
+            "add",
+            &mac1,
+            "dev",
+            "vxlan.calico",
+            "dst",
+            "192.168.33.55",
+        ],
+    );
+    lab.must_exec(node, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    // The pod: a veth whose host side is cali2a with MAC ee:ee:ee:ee:ee:ee,
+    // proxy ARP, and a /32 route.
+    let pod = lab.netns("pb");
+    lab.ip(
+        node,
+        &[
+            "link", "add", "cali2a", "type", "veth", "peer", "name", "eth0", "netns", &pod,
+        ],
+    );
+    lab.ip(
+        node,
+        &[
+            "link",
+            "set",
+            "cali2a",
+            "address",
+            "ee:ee:ee:ee:ee:ee",
+            "mtu",
+            "1450",
+            "up",
+        ],
+    );
+    lab.must_exec(
+        node,
+        &["sysctl", "-q", "-w", "net.ipv4.conf.cali2a.proxy_arp=1"],
+    );
+    lab.must_exec(
+        node,
+        &["sysctl", "-q", "-w", "net.ipv4.neigh.cali2a.proxy_delay=0"],
+    );
+    lab.ip(
+        node,
+        &[
+            "route",
+            "add",
+            "10.2.169.138",
+            "dev",
+            "cali2a",
+            "scope",
+            "link",
+        ],
+    );
+    lab.ip(&pod, &["addr", "add", "10.2.169.138/32", "dev", "eth0"]);
+    lab.ip(&pod, &["link", "set", "eth0", "mtu", "1450", "up"]);
+    lab.ip(
+        &pod,
+        &[
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ],
+    );
+    lab.ip(
+        &pod,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ],
+    );
+    // On one host, the pod's TCP checksums would stay CHECKSUM_PARTIAL all
+    // the way through veth, the kernel's VXLAN and the bridge: no NIC ever
+    // completes them, and a UDP socket hands podwire the inner segment with
+    // only the pseudo-header sum in its checksum field. Between machines, the
+    // sending NIC completes them. Here the pod computes them itself.
+    lab.must_exec(&pod, &["ethtool", "-K", "eth0", "tx", "off"]);
+    pod
+}
+
+#[test]
+fn vxlan_with_a_kernel_node() {
+    if !root_or_skip("vxlan_with_a_kernel_node") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let config = lab.file(
+        "cluster.yaml",
+        &CLUSTER.replace("MODE", "vxlanMode: Always"),
+    );
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let a = lab.netns("na");
+    let b = lab.netns("nb");
+    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
+    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    let ctl = lab.podwire(&a, &config, "k8s-node1", &[]);
+    let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
+    let pb = kernel_node(&mut lab, &b);
+
+    let pcap = lab.dir.join("vxlan.pcap");
+    capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
+    ping(&lab, &pa, "10.2.169.138", "5");
+    ping(&lab, &pb, "10.2.36.68", "5");
+    stop_capture(&mut lab, "tcpdump");
+
+    transfer(&mut lab, &pa, &pb, "10.2.169.138", 20, 6001);
+    transfer(&mut lab, &pb, &pa, "10.2.36.68", 20, 6002);
+
+    // Every field of what podwire sent, as tshark's dissectors read it.
+    let rows = tshark(
+        &pcap,
+        "vxlan && ip.src == 192.168.33.55",
+        &[
+            "ip.dst",
+            "ip.ttl",
+            "ip.dsfield.dscp",
+            "ip.flags.df",
+            "ip.checksum.status",
+            "udp.srcport",
+            "udp.dstport",
+            "udp.checksum.status",
+            "vxlan.flags",
+            "vxlan.vni",
+            "eth.dst",
+            "eth.src",
+            "eth.type",
+            "icmp.type",
+        ],
+    );
+    assert!(
+        rows.len() >= 10,
+        "podwire's VXLAN packets captured: {rows:?}"
+    );
+    let mac1 = vtep_mac_for("k8s-node1").to_string();
+    let mac2 = vtep_mac_for("k8s-node2").to_string();
+    let mut ports = std::collections::BTreeSet::new();
+    for r in &rows {
+        // Fields of the outer headers come first where a layer repeats.
+        let outer = |i: usize| r[i].split(',').next().unwrap_or("").to_string();
+        let inner = |i: usize| r[i].split(',').next_back().unwrap_or("").to_string();
+        assert_eq!(outer(0), "192.168.33.57", "outer destination: {r:?}");
+        assert_eq!(outer(1), "64", "outer TTL: {r:?}");
+        assert_eq!(outer(2), "0", "outer DSCP: {r:?}");
+        assert_eq!(outer(3), "0", "outer DF clear: {r:?}");
+        assert_eq!(
+            outer(4),
+            "1",
+            "outer IPv4 checksum good (tshark status 1): {r:?}"
+        );
+        let sport: u16 = r[5].parse().unwrap();
+        assert!((32768..=60999).contains(&sport), "source port: {r:?}");
+        ports.insert(sport);
+        assert_eq!(r[6], "4789");
+        assert_eq!(r[7], "1", "UDP checksum present and good: {r:?}");
+        assert_eq!(r[8], "0x0800", "VXLAN flags: only I set: {r:?}");
+        assert_eq!(r[9], "4096", "VNI: {r:?}");
+        // The inner frame: remote VTEP MAC from the neighbour table, local
+        // VTEP MAC, IPv4.
+        assert_eq!(inner(10), mac2, "inner destination MAC: {r:?}");
+        assert_eq!(inner(11), mac1, "inner source MAC: {r:?}");
+        assert_eq!(inner(12), "0x0800", "inner EtherType: {r:?}");
+        assert_eq!(inner(1), "63", "inner TTL decremented once: {r:?}");
+    }
+    // Two flows (echo requests out, echo replies back) use two ports, each its own.
+    assert!(ports.len() <= 2, "one source port per flow: {ports:?}");
+    let stats = lab.stats(&ctl);
+    assert_eq!(lab.drops(&ctl, "bad-checksum"), 0, "{stats}");
+}
+
+/// Runs scapy in `ns` with `script` (which may use `mac1`, the VTEP MAC of k8s-node1).
+fn scapy(lab: &Lab, ns: &str, script: &str) {
+    let full = format!("from scapy.all import *\nconf.verb = 0\n{script}\n");
+    let out = lab.exec(ns, &["/usr/bin/python3", "-c", &full]);
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ipip_checked_by_tshark_and_scapy() {
+    if !root_or_skip("ipip_checked_by_tshark_and_scapy") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let config = lab.file("cluster.yaml", &CLUSTER.replace("MODE", "ipipMode: Always"));
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let a = lab.netns("na");
+    let b = lab.netns("nb");
+    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
+    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    let ctl_a = lab.podwire(&a, &config, "k8s-node1", &[]);
+    let _ctl_b = lab.podwire(&b, &config, "k8s-node2", &[]);
+    let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
+    let _pb = lab.pod("pb", &b, "cali2a", "10.2.169.138");
+
+    // podwire's IPIP, through tshark's dissector.
+    let pcap = lab.dir.join("ipip.pcap");
+    capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
+    ping(&lab, &pa, "10.2.169.138", "3");
+    let out = lab.exec(
+        &pa,
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-Q",
+            "0xb9",
+            "-t",
+            "40",
+            "-W",
+            "2",
+            "10.2.169.138",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stop_capture(&mut lab, "tcpdump");
+    let rows = tshark(
+        &pcap,
+        "ip.proto == 4 && ip.src == 192.168.33.55",
+        &[
+            "ip.proto",
+            "ip.dst",
+            "ip.ttl",
+            "ip.dsfield.dscp",
+            "ip.dsfield.ecn",
+            "ip.flags.df",
+            "ip.checksum.status",
+            "icmp.type",
+        ],
+    );
+    assert!(rows.len() >= 4, "{rows:?}");
+    for r in &rows {
+        // Two IPv4 layers: outer, then inner.
+        let proto: Vec<&str> = r[0].split(',').collect();
+        let dst: Vec<&str> = r[1].split(',').collect();
+        let ttl: Vec<&str> = r[2].split(',').collect();
+        let dscp: Vec<&str> = r[3].split(',').collect();
+        let ecn: Vec<&str> = r[4].split(',').collect();
+        let df: Vec<&str> = r[5].split(',').collect();
+        let csum: Vec<&str> = r[6].split(',').collect();
+        assert_eq!(proto[0], "4", "{r:?}");
+        assert_eq!(dst, ["192.168.33.57", "10.2.169.138"], "{r:?}");
+        assert_eq!(ttl[0], ttl[1], "outer TTL copied from the inner: {r:?}");
+        assert_eq!(dscp[0], "0", "outer DSCP 0: {r:?}");
+        assert_eq!(df[0], df[1], "DF copied: {r:?}");
+        assert_eq!(csum[0], "1", "outer checksum good: {r:?}");
+        // Inner ECN CE (0xb9 & 3 = 1, ECT(1)) is copied; check the marked ping.
+        if ttl[1] == "39" {
+            assert_eq!(dscp[1], "46", "{r:?}");
+            assert_eq!(ecn, ["1", "1"], "ECN ECT(1) copied outward: {r:?}");
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r[2] == "39,39"),
+        "the TTL-40 ping, decremented once: {rows:?}"
+    );
+
+    // IPIP built by scapy, from the peer node's address, is decapsulated
+    // and delivered; malformed variants are dropped under their reasons.
+    let delivered = |lab: &Lab| -> u64 {
+        let s = lab.stats(&ctl_a);
+        s["modes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m[0] == "ipip")
+            .unwrap()[1]["rx"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = delivered(&lab);
+    let listen = lab.dir.join("pod.pcap");
+    capture(&mut lab, &pa, "eth0", &listen, "podcap");
+    scapy(
+        &lab,
+        &b,
+        "send(IP(src='192.168.33.57', dst='192.168.33.55')/IP(src='10.2.169.138', dst='10.2.36.68', ttl=20, id=4242)/ICMP(id=77, seq=1)/b'scapy')",
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while delivered(&lab) < before + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "scapy's IPIP packet was not delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop_capture(&mut lab, "podcap");
+    let seen = tshark(
+        &listen,
+        "ip.id == 4242",
+        &["ip.ttl", "icmp.type", "data.data"],
+    );
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0][0], "19", "the pod sees the TTL one lower");
+
+    let drops = |lab: &Lab, r: &str| lab.drops(&ctl_a, r);
+    let base = [
+        "bad-checksum",
+        "malformed",
+        "not-local",
+        "unknown-peer",
+        "fragmented-outer",
+        "ttl-exceeded",
+    ]
+    .map(|r| drops(&lab, r));
+    scapy(
+        &lab,
+        &b,
+        "inner = IP(src='10.2.169.138', dst='10.2.36.68')/ICMP()\n\
+         raw_inner = bytes(inner)\n\
+         bad = bytearray(raw_inner); bad[10] ^= 0xff\n\
+         send(IP(src='192.168.33.57', dst='192.168.33.55', proto=4)/Raw(bytes(bad)))\n\
+         send(IP(src='192.168.33.57', dst='192.168.33.55', proto=4)/Raw(raw_inner[:15]))\n\
+         send(IP(src='192.168.33.57', dst='192.168.33.55')/IP(src='10.2.169.138', dst='10.2.169.139')/ICMP())\n\
+         send(IP(src='192.168.33.57', dst='192.168.33.55')/IP(src='10.2.169.138', dst='10.2.36.68', ttl=1)/ICMP())",
+    );
+    let stranger = lab.netns("st");
+    lab.attach(&sw, "br0", &stranger, "eth0", "192.168.33.99/24");
+    scapy(
+        &lab,
+        &stranger,
+        "send(IP(src='192.168.33.99', dst='192.168.33.55')/IP(src='10.2.169.138', dst='10.2.36.68')/ICMP())",
+    );
+    let want = [1, 1, 1, 1, 0, 1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = [
+            "bad-checksum",
+            "malformed",
+            "not-local",
+            "unknown-peer",
+            "fragmented-outer",
+            "ttl-exceeded",
+        ]
+        .map(|r| drops(&lab, r));
+        let diff: Vec<u64> = now.iter().zip(base).map(|(n, b)| n - b).collect();
+        if diff == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drops by reason {diff:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
