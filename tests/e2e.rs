@@ -74,8 +74,12 @@ struct Cluster {
     p2a: String,
 }
 
+/// Two nodes; VXLAN clusters run two workers per daemon (multi-queue TUN
+/// devices, one `SO_REUSEPORT` socket per worker), and k8s-node1 serves
+/// metrics on 127.0.0.1:9091 in its namespace.
 fn two_nodes(mode: &str) -> Cluster {
     let mut lab = Lab::new();
+    let threads = if mode == "vxlan" { "2" } else { "1" };
     let config = lab.file("cluster.yaml", &cluster(mode, 2));
     let sw = lab.netns("sw");
     lab.bridge(&sw, "br0");
@@ -84,7 +88,11 @@ fn two_nodes(mode: &str) -> Cluster {
     for (i, (name, ip, _, _)) in NODES[..2].iter().enumerate() {
         let ns = lab.netns(&format!("n{}", i + 1));
         lab.attach(&sw, "br0", &ns, "eth0", &format!("{ip}/24"));
-        ctl.push(lab.podwire(&ns, &config, name, &[]));
+        let mut extra = vec!["--threads", threads];
+        if i == 0 {
+            extra.extend(["--metrics", "127.0.0.1:9091"]);
+        }
+        ctl.push(lab.podwire(&ns, &config, name, &extra));
         n.push(ns);
     }
     let p1a = lab.pod("p1a", &n[0], "cali1a", "10.2.36.68");
@@ -290,6 +298,31 @@ fn end_to_end(mode: &str) {
         }
     }
     let stats = c.lab.stats(&c.ctl[0]);
+    assert_eq!(stats["workers"], if mode == "vxlan" { 2 } else { 1 });
+    // The same counters in the Prometheus format.
+    let metrics = c.lab.must_exec(
+        &c.n[0],
+        &[
+            "sh",
+            "-c",
+            "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -N 127.0.0.1 9091",
+        ],
+    );
+    assert!(metrics.starts_with("HTTP/1.0 200 OK"), "{metrics}");
+    let unknown = c.lab.drops(&c.ctl[0], "unknown-peer");
+    assert!(
+        metrics.contains(&format!(
+            "podwire_drops_total{{reason=\"unknown-peer\"}} {unknown}\n"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "podwire_endpoint_bytes_total{interface=\"cali1a\",direction=\"from_workload\"}"
+    ));
+    // Only root may use the control socket.
+    use std::os::unix::fs::PermissionsExt;
+    let mode_bits = std::fs::metadata(&c.ctl[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_bits, 0o600, "control socket mode");
     let sent = stats["modes"]
         .as_array()
         .unwrap()
