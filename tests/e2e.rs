@@ -426,6 +426,24 @@ fn reload_adds_a_node_during_a_transfer() {
             .contains("10.2.36.64/26 via 10.2.36.65 dev vxlan.calico onlink")
     );
 
+    // Endpoints follow the configuration live: replace cali1b by cali1c.
+    let swapped = cluster("vxlan", 3).replace(
+        "interfaceName: cali1b, ipNetworks: [10.2.36.69/32]",
+        "interfaceName: cali1c, ipNetworks: [10.2.36.70/32]",
+    );
+    std::fs::write(&c.config, swapped).unwrap();
+    c.lab.signal("k8s-node1", "HUP");
+    c.lab.signal("k8s-node2", "HUP");
+    let n1 = c.n[0].clone();
+    let p1c = c.lab.pod("p1c", &n1, "cali1c", "10.2.36.70");
+    assert!(
+        !c.lab.ip(&c.p1b, &["link", "show"]).contains("eth0"),
+        "removed endpoint's device is gone"
+    );
+    ping(&c.lab, &p1c, "10.2.169.138");
+    ping(&c.lab, &c.p2a, "10.2.36.70");
+    assert_eq!(c.lab.stats(&c.ctl[0])["reloads"], 2);
+
     // A bad configuration is rejected, and the running one kept.
     std::fs::write(&c.config, "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: x}\nspec: {cidr: nonsense}\n").unwrap();
     c.lab.signal("k8s-node1", "HUP");
