@@ -133,9 +133,13 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let snap = self.shared.snapshot.load_full();
-            if snap.generation != self.generation {
-                self.resync(&snap);
+            {
+                // Not held across the poll: a removed endpoint's device goes
+                // as soon as the worker has let go of it.
+                let snap = self.shared.snapshot.load_full();
+                if snap.generation != self.generation {
+                    self.resync(&snap);
+                }
             }
             if let Err(e) = self
                 .poll
