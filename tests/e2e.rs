@@ -436,10 +436,14 @@ fn reload_adds_a_node_during_a_transfer() {
     c.lab.signal("k8s-node2", "HUP");
     let n1 = c.n[0].clone();
     let p1c = c.lab.pod("p1c", &n1, "cali1c", "10.2.36.70");
-    assert!(
-        !c.lab.ip(&c.p1b, &["link", "show"]).contains("eth0"),
-        "removed endpoint's device is gone"
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.lab.ip(&c.p1b, &["link", "show"]).contains("eth0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "removed endpoint's device is still there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ping(&c.lab, &p1c, "10.2.169.138");
     ping(&c.lab, &c.p2a, "10.2.36.70");
     assert_eq!(c.lab.stats(&c.ctl[0])["reloads"], 2);
