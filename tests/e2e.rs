@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Lab, PODWIRE, must, root_or_skip};
+use common::{Lab, PODWIRE, must, ping, root_or_skip, transfer};
 
 const NODES: [(&str, &str, &str, &str); 3] = [
     // name, node IP, block, VXLAN tunnel address
@@ -110,51 +110,6 @@ fn two_nodes(mode: &str) -> Cluster {
     }
 }
 
-fn ping(lab: &Lab, from: &str, to: &str) {
-    let out = lab.exec(from, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("3 received"),
-        "ping {from} -> {to}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A 100 MB TCP transfer from `from` to `to_ip` (in `to`), whose content is
-/// compared at the far end by SHA-256.
-fn transfer(c: &mut Cluster, from: &str, to: &str, to_ip: &str, mbytes: usize) {
-    let file = c.lab.dir.join("payload.bin");
-    must(
-        "dd",
-        &[
-            "if=/dev/urandom",
-            &format!("of={}", file.display()),
-            "bs=1M",
-            &format!("count={mbytes}"),
-            "status=none",
-        ],
-    );
-    let want = must("sha256sum", &[file.to_str().unwrap()]);
-    let want = want.split_whitespace().next().unwrap().to_string();
-    c.lab
-        .spawn(to, "receiver", &["sh", "-c", "nc -l 5001 | sha256sum"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let send = format!("nc -N -w 10 {to_ip} 5001 < {}", file.display());
-    let out = c.lab.exec(from, &["sh", "-c", &send]);
-    assert!(
-        out.status.success(),
-        "sender: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = c.lab.wait("receiver", Duration::from_secs(60));
-    let got = String::from_utf8_lossy(&got.stdout);
-    assert_eq!(
-        got.split_whitespace().next(),
-        Some(want.as_str()),
-        "content of the transfer"
-    );
-}
-
 /// Routes as `podwire show routes` must print them on k8s-node1.
 fn expected_routes(mode: &str) -> String {
     let via = match mode {
@@ -191,10 +146,10 @@ fn end_to_end(mode: &str) {
     let mut c = two_nodes(mode);
     let lab = &c.lab;
     // Across nodes, both ways, and between two pods of one node.
-    ping(lab, &c.p1a, "10.2.169.138");
-    ping(lab, &c.p2a, "10.2.36.68");
-    ping(lab, &c.p1a, "10.2.36.69");
-    ping(lab, &c.p1b, "10.2.36.68");
+    ping(lab, &c.p1a, "10.2.169.138", 3);
+    ping(lab, &c.p2a, "10.2.36.68", 3);
+    ping(lab, &c.p1a, "10.2.36.69", 3);
+    ping(lab, &c.p1b, "10.2.36.68", 3);
 
     // The tables, as SPEC §6 prints them.
     assert_eq!(lab.show(&c.ctl[0], "routes", false), expected_routes(mode));
@@ -286,7 +241,7 @@ fn end_to_end(mode: &str) {
 
     // 100 MB across nodes, content verified.
     let (p1a, p2a) = (c.p1a.clone(), c.p2a.clone());
-    transfer(&mut c, &p1a, &p2a, "10.2.169.138", 100);
+    transfer(&mut c.lab, &p1a, &p2a, "10.2.169.138", 100, 5001);
     // Nothing was lost on the way: the only drops are the ones provoked
     // above and the IPv6 the pods' kernels send on their own.
     for ctl in &c.ctl {
@@ -418,8 +373,8 @@ fn reload_adds_a_node_during_a_transfer() {
         }
     }
     // The new node is reachable from both old ones.
-    ping(&c.lab, &c.p1a, "10.2.235.194");
-    ping(&c.lab, &p3a, "10.2.169.138");
+    ping(&c.lab, &c.p1a, "10.2.235.194", 3);
+    ping(&c.lab, &p3a, "10.2.169.138", 3);
     assert!(
         c.lab
             .show(&ctl3, "routes", false)
@@ -444,8 +399,8 @@ fn reload_adds_a_node_during_a_transfer() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    ping(&c.lab, &p1c, "10.2.169.138");
-    ping(&c.lab, &c.p2a, "10.2.36.70");
+    ping(&c.lab, &p1c, "10.2.169.138", 3);
+    ping(&c.lab, &c.p2a, "10.2.36.70", 3);
     assert_eq!(c.lab.stats(&c.ctl[0])["reloads"], 2);
 
     // A bad configuration is rejected, and the running one kept.
@@ -465,7 +420,7 @@ fn reload_adds_a_node_during_a_transfer() {
             && log.contains("spec.cidr: \"nonsense\" has no prefix length"),
         "{log}"
     );
-    ping(&c.lab, &c.p1a, "10.2.169.138");
+    ping(&c.lab, &c.p1a, "10.2.169.138", 3);
 }
 
 /// SIGTERM stops the daemon cleanly, and its TUN devices go with it, also

@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Lab, must, root_or_skip};
+use common::{Lab, must, ping, root_or_skip, transfer};
 use podwire::table::vtep_mac_for;
 
 const CLUSTER: &str = r#"
@@ -50,16 +50,6 @@ kind: WorkloadEndpoint
 metadata: {name: w2}
 spec: {node: k8s-node2, interfaceName: cali2a, ipNetworks: [10.2.169.138/32]}
 "#;
-
-fn ping(lab: &Lab, from: &str, to: &str, count: &str) {
-    let out = lab.exec(from, &["ping", "-c", count, "-i", "0.2", "-W", "2", to]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains(&format!("{count} received")),
-        "ping {from} -> {to}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Starts tcpdump on `dev` in `ns`, writing `file`; returns once it listens.
 fn capture(lab: &mut Lab, ns: &str, dev: &str, file: &Path, tag: &str) {
@@ -118,50 +108,6 @@ fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     out.lines()
         .map(|l| l.split('|').map(str::to_string).collect())
         .collect()
-}
-
-/// A TCP transfer of `mbytes` MB from `from` to `to_ip` in `to`, checked by SHA-256.
-fn transfer(lab: &mut Lab, from: &str, to: &str, to_ip: &str, mbytes: usize, port: u16) {
-    let file = lab.dir.join(format!("payload-{port}.bin"));
-    must(
-        "dd",
-        &[
-            "if=/dev/urandom",
-            &format!("of={}", file.display()),
-            "bs=1M",
-            &format!("count={mbytes}"),
-            "status=none",
-        ],
-    );
-    let want = must("sha256sum", &[file.to_str().unwrap()]);
-    let tag = format!("rx{port}");
-    lab.spawn(
-        to,
-        &tag,
-        &["sh", "-c", &format!("nc -l {port} | sha256sum")],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let out = lab.exec(
-        from,
-        &[
-            "sh",
-            "-c",
-            &format!("nc -N -w 10 {to_ip} {port} < {}", file.display()),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "sender: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = lab.wait(&tag, Duration::from_secs(60));
-    assert_eq!(
-        String::from_utf8_lossy(&got.stdout)
-            .split_whitespace()
-            .next(),
-        want.split_whitespace().next(),
-        "content from {from} to {to}"
-    );
 }
 
 /// Node B as Felix programs a kernel node in VXLAN mode, with a pod attached
@@ -340,8 +286,8 @@ fn vxlan_with_a_kernel_node() {
 
     let pcap = lab.dir.join("vxlan.pcap");
     capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
-    ping(&lab, &pa, "10.2.169.138", "5");
-    ping(&lab, &pb, "10.2.36.68", "5");
+    ping(&lab, &pa, "10.2.169.138", 5);
+    ping(&lab, &pb, "10.2.36.68", 5);
     stop_capture(&mut lab, "tcpdump");
 
     transfer(&mut lab, &pa, &pb, "10.2.169.138", 20, 6001);
@@ -440,7 +386,7 @@ fn ipip_checked_by_tshark_and_scapy() {
     // podwire's IPIP, through tshark's dissector.
     let pcap = lab.dir.join("ipip.pcap");
     capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
-    ping(&lab, &pa, "10.2.169.138", "3");
+    ping(&lab, &pa, "10.2.169.138", 3);
     let out = lab.exec(
         &pa,
         &[

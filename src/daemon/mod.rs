@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use mio::Waker;
 
 use crate::config;
-use crate::io::socket::{RawReceiver, RawSender, UdpReceiver};
+use crate::io::socket::{RawSender, Receiver};
 use crate::io::tun::{self, TunQueue};
 use crate::table::{self, Tables, Underlay};
 use stats::{EndpointStats, WorkerStats};
@@ -296,19 +296,21 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             source,
         })?;
         let ipip_rx = if i == 0 {
-            Some(RawReceiver::ipip().map_err(|source| StartError::Socket {
+            Some(Receiver::ipip().map_err(|source| StartError::Socket {
                 what: "IPIP receive",
                 source,
             })?)
         } else {
             None
         };
-        let vxlan_rx = Some(UdpReceiver::bind(SocketAddrV4::new(node_ip, port)).map_err(
-            |source| StartError::Socket {
-                what: "VXLAN receive",
-                source,
-            },
-        )?);
+        let vxlan_rx = Some(
+            Receiver::udp(SocketAddrV4::new(node_ip, port)).map_err(|source| {
+                StartError::Socket {
+                    what: "VXLAN receive",
+                    source,
+                }
+            })?,
+        );
         ios.push(worker::WorkerIo {
             raw_tx,
             ipip_rx,

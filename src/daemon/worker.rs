@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::stats::Mode;
 use super::{EndpointIo, Shared, Snapshot};
-use crate::io::socket::{BATCH, RawReceiver, RawSender, Received, UdpReceiver};
+use crate::io::socket::{BATCH, RawSender, Received, Receiver};
 use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, Verdict};
 use crate::table::EndpointId;
 
@@ -35,8 +35,8 @@ const FIRST_ENDPOINT: usize = 3;
 /// What a worker is given at start.
 pub struct WorkerIo {
     pub raw_tx: RawSender,
-    pub ipip_rx: Option<RawReceiver>,
-    pub vxlan_rx: Option<UdpReceiver>,
+    pub ipip_rx: Option<Receiver>,
+    pub vxlan_rx: Option<Receiver>,
 }
 
 /// A packet waiting in the transmit batch.
@@ -159,8 +159,8 @@ impl Worker {
                 }
                 match event.token() {
                     WAKER => {}
-                    IPIP_RX => self.drain_ipip(&snap),
-                    VXLAN_RX => self.drain_vxlan(&snap),
+                    IPIP_RX => self.drain_underlay(&snap, Mode::Ipip),
+                    VXLAN_RX => self.drain_underlay(&snap, Mode::Vxlan),
                     token => self.drain_endpoint(&snap, token),
                 }
             }
@@ -408,54 +408,21 @@ impl Worker {
         }
     }
 
-    /// Decapsulates every IPIP packet waiting.
-    fn drain_ipip(&mut self, snap: &Snapshot) {
+    /// Decapsulates every packet waiting on the IPIP or the VXLAN socket.
+    fn drain_underlay(&mut self, snap: &Snapshot, mode: Mode) {
         loop {
             let n = {
-                let Some(rx) = self.io.ipip_rx.as_mut() else {
-                    return;
+                let rx = match mode {
+                    Mode::Ipip => self.io.ipip_rx.as_mut(),
+                    _ => self.io.vxlan_rx.as_mut(),
                 };
+                let Some(rx) = rx else { return };
                 let bufs = self.bufs.iter_mut().map(|b| &mut b[HEADROOM..]);
                 match rx.recv_batch(bufs, &mut self.received) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(e) => {
-                        self.log_io_error("IPIP receive", "", &e);
-                        0
-                    }
-                }
-            };
-            self.stats().syscalls(1);
-            if n == 0 {
-                return;
-            }
-            self.stats().batch(n);
-            for i in 0..n {
-                let len = self.received[i].len;
-                let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, len);
-                let v = pipeline::ingress(&snap.tables, &mut pkt);
-                let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
-                self.deliver(snap, v, i, s, e, Mode::Ipip);
-            }
-            if n < BATCH {
-                return;
-            }
-        }
-    }
-
-    /// Decapsulates every VXLAN datagram waiting.
-    fn drain_vxlan(&mut self, snap: &Snapshot) {
-        loop {
-            let n = {
-                let Some(rx) = self.io.vxlan_rx.as_mut() else {
-                    return;
-                };
-                let bufs = self.bufs.iter_mut().map(|b| &mut b[HEADROOM..]);
-                match rx.recv_batch(bufs, &mut self.received) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(e) => {
-                        self.log_io_error("VXLAN receive", "", &e);
+                        self.log_io_error("underlay receive", mode.name(), &e);
                         0
                     }
                 }
@@ -468,9 +435,14 @@ impl Worker {
             for i in 0..n {
                 let r = self.received[i];
                 let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, r.len);
-                let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
+                let v = match mode {
+                    // A raw socket gives the whole outer packet.
+                    Mode::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
+                    // A UDP socket gives the payload; the kernel checked the rest.
+                    _ => pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt),
+                };
                 let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
-                self.deliver(snap, v, i, s, e, Mode::Vxlan);
+                self.deliver(snap, v, i, s, e, mode);
             }
             if n < BATCH {
                 return;

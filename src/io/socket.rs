@@ -5,11 +5,11 @@
 //!   well as VXLAN, whose per-flow UDP source port a UDP socket could not
 //!   give (see the README). The kernel fills in nothing but what it must
 //!   (it recomputes the IPv4 header checksum).
-//! - [`RawReceiver`]: `socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)` receives every
+//! - [`Receiver::ipip`]: `socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)` receives every
 //!   IP-in-IP packet for this host with its outer header; keeping it open
 //!   also stops the kernel, which has no IPIP module, from answering peers
 //!   with ICMP protocol unreachable.
-//! - [`UdpReceiver`]: a UDP socket bound to the node IP and the VXLAN port
+//! - [`Receiver::udp`]: a UDP socket bound to the node IP and the VXLAN port
 //!   with `SO_REUSEPORT` (one per worker; the kernel spreads flows over them)
 //!   and `IP_RECVTOS`, which gives the outer TOS for RFC 6040.
 //!
@@ -300,78 +300,58 @@ impl RecvState {
 // SAFETY: as for RawSender: the pointers are only live during one call.
 unsafe impl Send for RecvState {}
 
-/// Receives IP-in-IP packets, outer header included.
+/// A receiving socket: raw IP-in-IP (outer header included) or UDP for
+/// VXLAN (payload only, with the outer TOS).
 #[derive(Debug)]
-pub struct RawReceiver {
+pub struct Receiver {
     sock: Socket,
     state: RecvState,
+    want_tos: bool,
 }
 
-impl RawReceiver {
-    /// Opens a raw socket for IP protocol 4, non-blocking.
+impl Receiver {
+    /// A raw socket for IP protocol 4, non-blocking.
     pub fn ipip() -> io::Result<Self> {
         let sock = Socket::new(
             Domain::IPV4,
             Type::RAW,
             Some(Protocol::from(libc::IPPROTO_IPIP)),
         )?;
-        sock.set_nonblocking(true)?;
-        let _ = sock.set_recv_buffer_size(4 << 20);
-        Ok(RawReceiver {
-            sock,
-            state: RecvState::new(),
-        })
+        Self::with(sock, false)
     }
 
-    /// Receives up to [`BATCH`] packets into `bufs`.
-    pub fn recv_batch<'a>(
-        &mut self,
-        bufs: impl IntoIterator<Item = &'a mut [u8]>,
-        out: &mut [Received],
-    ) -> io::Result<usize> {
-        self.state.recv(self.sock.as_raw_fd(), bufs, out, false)
-    }
-}
-
-impl AsRawFd for RawReceiver {
-    fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-}
-
-/// Receives VXLAN datagrams on the node IP and the VXLAN port.
-#[derive(Debug)]
-pub struct UdpReceiver {
-    sock: Socket,
-    state: RecvState,
-}
-
-impl UdpReceiver {
-    /// Binds `addr` with `SO_REUSEPORT` and `IP_RECVTOS`, non-blocking.
-    pub fn bind(addr: SocketAddrV4) -> io::Result<Self> {
+    /// A UDP socket bound to `addr` with `SO_REUSEPORT` and `IP_RECVTOS`,
+    /// non-blocking.
+    pub fn udp(addr: SocketAddrV4) -> io::Result<Self> {
         let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         sock.set_reuse_port(true)?;
-        sock.set_nonblocking(true)?;
         sock.set_recv_tos_v4(true)?;
-        let _ = sock.set_recv_buffer_size(4 << 20);
         sock.bind(&SockAddr::from(addr))?;
-        Ok(UdpReceiver {
+        Self::with(sock, true)
+    }
+
+    fn with(sock: Socket, want_tos: bool) -> io::Result<Self> {
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        Ok(Receiver {
             sock,
             state: RecvState::new(),
+            want_tos,
         })
     }
 
-    /// Receives up to [`BATCH`] datagrams into `bufs`, with their TOS.
+    /// Receives up to [`BATCH`] datagrams into `bufs`.
     pub fn recv_batch<'a>(
         &mut self,
         bufs: impl IntoIterator<Item = &'a mut [u8]>,
         out: &mut [Received],
     ) -> io::Result<usize> {
-        self.state.recv(self.sock.as_raw_fd(), bufs, out, true)
+        self.state
+            .recv(self.sock.as_raw_fd(), bufs, out, self.want_tos)
     }
 }
 
-impl AsRawFd for UdpReceiver {
+impl AsRawFd for Receiver {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }

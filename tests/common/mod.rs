@@ -358,6 +358,57 @@ impl Lab {
     }
 }
 
+/// `count` pings from namespace `from` to `to`, all answered.
+pub fn ping(lab: &Lab, from: &str, to: &str, count: usize) {
+    let n = count.to_string();
+    let out = lab.exec(from, &["ping", "-c", &n, "-i", "0.2", "-W", "2", to]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{count} received")),
+        "ping {from} -> {to}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TCP transfer of `mbytes` MB of random data from namespace `from` to
+/// `to_ip` (in namespace `to`), compared at the far end by SHA-256.
+pub fn transfer(lab: &mut Lab, from: &str, to: &str, to_ip: &str, mbytes: usize, port: u16) {
+    let file = lab.dir.join(format!("payload-{port}.bin"));
+    must(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", file.display()),
+            "bs=1M",
+            &format!("count={mbytes}"),
+            "status=none",
+        ],
+    );
+    let want = must("sha256sum", &[file.to_str().unwrap()]);
+    let tag = format!("receiver-{port}");
+    lab.spawn(
+        to,
+        &tag,
+        &["sh", "-c", &format!("nc -l {port} | sha256sum")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let send = format!("nc -N -w 10 {to_ip} {port} < {}", file.display());
+    let out = lab.exec(from, &["sh", "-c", &send]);
+    assert!(
+        out.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lab.wait(&tag, Duration::from_secs(60));
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .next(),
+        want.split_whitespace().next(),
+        "content of the transfer from {from} to {to}"
+    );
+}
+
 fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
