@@ -88,6 +88,9 @@ fn two_nodes(mode: &str) -> Cluster {
     for (i, (name, ip, _, _)) in NODES[..2].iter().enumerate() {
         let ns = lab.netns(&format!("n{}", i + 1));
         lab.attach(&sw, "br0", &ns, "eth0", &format!("{ip}/24"));
+        // Like a real node, forwarding on: podwire must keep the kernel
+        // from forwarding the direct-mode pod traffic as well.
+        lab.must_exec(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         let mut extra = vec!["--threads", threads];
         if i == 0 {
             extra.extend(["--metrics", "127.0.0.1:9091"]);
@@ -114,6 +117,7 @@ fn two_nodes(mode: &str) -> Cluster {
 fn expected_routes(mode: &str) -> String {
     let via = match mode {
         "ipip" => "192.168.33.57 dev tunl0",
+        "direct" => "192.168.33.57 dev eth0",
         _ => "10.2.169.129 dev vxlan.calico",
     };
     format!(
@@ -151,6 +155,21 @@ fn end_to_end(mode: &str) {
     ping(lab, &c.p1a, "10.2.36.69", 3);
     ping(lab, &c.p1b, "10.2.36.68", 3);
 
+    // No duplicate replies: only podwire forwards pod traffic.
+    let out = lab.exec(
+        &c.p1a,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.2.169.138"],
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("DUP!"));
+    if mode == "direct" {
+        let fwd = lab.must_exec(&c.n[1], &["cat", "/proc/sys/net/ipv4/conf/eth0/forwarding"]);
+        assert_eq!(
+            fwd.trim(),
+            "0",
+            "forwarding off on the underlay device in direct mode"
+        );
+    }
+
     // The tables, as SPEC §6 prints them.
     assert_eq!(lab.show(&c.ctl[0], "routes", false), expected_routes(mode));
     let (neigh, fdb) = match mode {
@@ -175,51 +194,46 @@ fn end_to_end(mode: &str) {
         "{eps}"
     );
 
-    // A DF packet larger than the tunnel MTU: ICMP fragmentation needed,
+    // A DF packet larger than the mode's MTU: ICMP fragmentation needed,
     // from the node IP, with the mode's MTU. The pod's own MTU is raised so
     // that its kernel lets the packet out.
-    let mtu = if mode == "ipip" { 1480 } else { 1450 };
+    let (mtu, size) = match mode {
+        "ipip" => (1480, "1472"),
+        "vxlan" => (1450, "1472"),
+        _ => (1500, "1600"),
+    };
     let before = lab.drops(&c.ctl[0], "too-big");
-    lab.ip(&c.p1a, &["link", "set", "eth0", "mtu", "1500"]);
-    let out = lab.exec(
-        &c.p1a,
-        &[
-            "ping",
-            "-M",
-            "do",
-            "-s",
-            "1472",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "10.2.169.138",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!(
-            "From 192.168.33.55 icmp_seq=1 Frag needed and DF set (mtu = {mtu})"
-        )),
-        "{text}"
-    );
+    lab.ip(&c.p1a, &["link", "set", "eth0", "mtu", "9000"]);
+    let df = [
+        "ping",
+        "-M",
+        "do",
+        "-s",
+        size,
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.2.169.138",
+    ];
+    let text = String::from_utf8_lossy(&lab.exec(&c.p1a, &df).stdout).into_owned();
+    let want = format!("From 192.168.33.55 icmp_seq=1 Frag needed and DF set (mtu = {mtu})");
+    assert!(text.contains(&want), "{text}");
     assert_eq!(lab.drops(&c.ctl[0], "too-big"), before + 1);
     // Without DF the packet is fragmented and gets through.
-    let out = lab.exec(
-        &c.p1a,
-        &[
-            "ping",
-            "-M",
-            "dont",
-            "-s",
-            "1472",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "10.2.169.138",
-        ],
-    );
+    let dont = [
+        "ping",
+        "-M",
+        "dont",
+        "-s",
+        size,
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.2.169.138",
+    ];
+    let out = lab.exec(&c.p1a, &dont);
     assert!(
         out.status.success(),
         "{}",
@@ -287,6 +301,13 @@ fn end_to_end(mode: &str) {
         .as_u64()
         .unwrap();
     assert!(sent > 100_000_000, "{mode} bytes sent: {sent}");
+}
+
+#[test]
+fn direct_end_to_end() {
+    if root_or_skip("direct_end_to_end") {
+        end_to_end("direct");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 pub mod control;
 mod metrics;
+mod neigh;
 pub mod stats;
 mod worker;
 
@@ -67,6 +68,11 @@ pub struct Shared {
     pub started: Instant,
     pub reloads: AtomicU64,
     pub reloads_rejected: AtomicU64,
+    /// Direct mode: the underlay device, and the MACs of next hops on it.
+    pub underlay: Option<neigh::UnderlayDev>,
+    pub neighbours: ArcSwap<neigh::Neighbours>,
+    /// The refresher, which a worker wakes when it misses a neighbour.
+    pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -288,6 +294,17 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         threads,
         "starting"
     );
+    // Direct mode frames the inner packet for the underlay device itself.
+    let underlay = match neigh::UnderlayDev::open(&tables.underlay().name) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(
+                underlay = %tables.underlay().name,
+                "direct mode is unavailable: cannot read the underlay device: {e}"
+            );
+            None
+        }
+    };
     // Sockets first: without them there is no point creating devices.
     let mut ios = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -311,12 +328,36 @@ pub fn run(opts: Options) -> Result<(), StartError> {
                 }
             })?,
         );
+        let (mut direct_tx, mut direct_rx) = (None, None);
+        if let Some(u) = &underlay {
+            direct_tx =
+                Some(
+                    RawSender::packet(u.ifindex).map_err(|source| StartError::Socket {
+                        what: "direct-mode packet send",
+                        source,
+                    })?,
+                );
+            if i == 0 {
+                let nets = worker::local_prefixes(&tables);
+                let rx =
+                    Receiver::packet(u.ifindex, &nets).map_err(|source| StartError::Socket {
+                        what: "direct-mode packet receive",
+                        source,
+                    })?;
+                direct_rx = Some(rx);
+            }
+        }
         ios.push(worker::WorkerIo {
             raw_tx,
             ipip_rx,
             vxlan_rx,
+            direct_tx,
+            direct_rx,
         });
     }
+    // The kernel must not also forward (or answer for) the pod traffic that
+    // arrives on the underlay in direct mode: forwarding off on that device.
+    let forwarding = underlay.as_ref().and_then(|u| u.stop_forwarding());
     let snap = snapshot(tables, 0, threads, None)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
@@ -325,7 +366,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         started: Instant::now(),
         reloads: AtomicU64::new(0),
         reloads_rejected: AtomicU64::new(0),
+        underlay,
+        neighbours: ArcSwap::from_pointee(neigh::Neighbours::default()),
+        neigh_thread: std::sync::OnceLock::new(),
     });
+    let refresher = neigh::start_refresher(Arc::clone(&shared))
+        .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;
+    let _ = shared.neigh_thread.set(refresher.thread().clone());
     let mut wakers = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for (i, io) in ios.into_iter().enumerate() {
@@ -379,6 +426,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     daemon.wake();
     for h in handles {
         let _ = h.join();
+    }
+    refresher.thread().unpark();
+    let _ = refresher.join();
+    if let (Some(u), Some(old)) = (&shared.underlay, forwarding) {
+        u.restore_forwarding(&old);
     }
     control.stop();
     // Dropping the last snapshot closes every queue: the kernel removes the

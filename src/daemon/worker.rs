@@ -20,7 +20,8 @@ use super::stats::Mode;
 use super::{EndpointIo, Shared, Snapshot};
 use crate::io::socket::{BATCH, RawSender, Received, Receiver};
 use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, Verdict};
-use crate::table::EndpointId;
+use crate::table::{EndpointId, Via};
+use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
 
 /// The largest packet a buffer holds after its headroom.
 const MAX_PACKET: usize = 65_535;
@@ -30,13 +31,18 @@ const FRAG_BUFS: usize = 64;
 pub const WAKER: Token = Token(0);
 const IPIP_RX: Token = Token(1);
 const VXLAN_RX: Token = Token(2);
-const FIRST_ENDPOINT: usize = 3;
+const DIRECT_RX: Token = Token(3);
+const FIRST_ENDPOINT: usize = 4;
 
 /// What a worker is given at start.
 pub struct WorkerIo {
     pub raw_tx: RawSender,
     pub ipip_rx: Option<Receiver>,
     pub vxlan_rx: Option<Receiver>,
+    /// Direct mode: frames out on the underlay device.
+    pub direct_tx: Option<RawSender>,
+    /// Direct mode: frames in for local endpoints (worker 0 only).
+    pub direct_rx: Option<Receiver>,
 }
 
 /// A packet waiting in the transmit batch.
@@ -89,7 +95,11 @@ pub struct Worker {
     frag_bufs: Vec<Box<[u8]>>,
     received: Vec<Received>,
     pending: Vec<Pending>,
+    /// Direct-mode frames waiting for the packet socket.
+    pending_frames: Vec<Pending>,
     frags_used: usize,
+    /// Next-hop MACs for direct mode, loaded once per batch.
+    neighbours: Arc<super::neigh::Neighbours>,
     state: State,
     /// The snapshot generation registrations match.
     generation: u64,
@@ -109,6 +119,13 @@ impl Worker {
         if let Some(rx) = &io.vxlan_rx {
             registry.register(&mut SourceFd(&rx.as_raw_fd()), VXLAN_RX, Interest::READABLE)?;
         }
+        if let Some(rx) = &io.direct_rx {
+            registry.register(
+                &mut SourceFd(&rx.as_raw_fd()),
+                DIRECT_RX,
+                Interest::READABLE,
+            )?;
+        }
         let buf = || vec![0u8; HEADROOM + MAX_PACKET].into_boxed_slice();
         Ok(Worker {
             index,
@@ -119,7 +136,9 @@ impl Worker {
             frag_bufs: (0..FRAG_BUFS).map(|_| buf()).collect(),
             received: vec![Received::default(); BATCH],
             pending: Vec::with_capacity(BATCH + FRAG_BUFS),
+            pending_frames: Vec::with_capacity(BATCH + FRAG_BUFS),
             frags_used: 0,
+            neighbours: Arc::default(),
             state: State::new((index as u16).wrapping_mul(0x3c00)),
             generation: u64::MAX,
             registered: HashMap::new(),
@@ -161,6 +180,7 @@ impl Worker {
                     WAKER => {}
                     IPIP_RX => self.drain_underlay(&snap, Mode::Ipip),
                     VXLAN_RX => self.drain_underlay(&snap, Mode::Vxlan),
+                    DIRECT_RX => self.drain_underlay(&snap, Mode::Direct),
                     token => self.drain_endpoint(&snap, token),
                 }
             }
@@ -207,6 +227,12 @@ impl Worker {
                     interface = %ep.interface,
                     "cannot watch the endpoint's queue: {e}"
                 ),
+            }
+        }
+        if let Some(rx) = &self.io.direct_rx {
+            let nets = local_prefixes(&snap.tables);
+            if let Err(e) = rx.filter_ipv4_destinations(&nets) {
+                tracing::error!(worker = w, "cannot filter direct-mode frames: {e}");
             }
         }
         self.generation = snap.generation;
@@ -261,6 +287,7 @@ impl Worker {
                 return;
             }
             self.stats().batch(n);
+            self.neighbours = self.shared.neighbours.load_full();
             let counters = &ep.stats[self.index];
             for &len in &lens[..n] {
                 counters.from_workload.add(len);
@@ -321,11 +348,7 @@ impl Worker {
         let (dst, mode) = match target {
             Target::Ipip { node } => (node, Mode::Ipip),
             Target::Vxlan { node, .. } => (node, Mode::Vxlan),
-            Target::Direct { .. } => {
-                // Direct mode needs the packet socket of a later issue.
-                self.stats().drop(DropReason::NoRoute);
-                return;
-            }
+            Target::Direct { gw } => return self.queue_frame(frag, buf, start, end, gw),
         };
         self.pending.push(Pending {
             frag,
@@ -337,40 +360,94 @@ impl Worker {
         });
     }
 
-    /// Sends the pending batch.
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            self.frags_used = 0;
+    /// Frames an inner packet for the next hop `gw` on the underlay: its
+    /// MAC from the neighbour table, ours, EtherType IPv4, written into
+    /// the headroom in front of the packet.
+    fn queue_frame(&mut self, frag: bool, buf: usize, start: usize, end: usize, gw: Ipv4Addr) {
+        let (Some(dev), Some(_)) = (&self.shared.underlay, &self.io.direct_tx) else {
+            self.stats().drop(DropReason::NoNeighbour);
             return;
-        }
-        let bufs = &self.bufs;
-        let frags = &self.frag_bufs;
-        let report = self.io.raw_tx.send_batch(self.pending.iter().map(|p| {
-            let pool = if p.frag { frags } else { bufs };
-            (&pool[p.buf][p.start..p.end], p.dst)
-        }));
-        let stats = &self.shared.workers[self.index];
-        stats.syscalls(report.syscalls);
-        if report.full + report.failed == 0 {
-            for p in &self.pending {
-                stats.tx(p.mode, p.end - p.start);
+        };
+        let Some(mac) = self.neighbours.get(&gw).copied() else {
+            self.stats().drop(DropReason::NoNeighbour);
+            if let Some(t) = self.shared.neigh_thread.get() {
+                t.unpark();
             }
+            return;
+        };
+        let src = dev.mac;
+        let pool = if frag {
+            &mut self.frag_bufs
         } else {
-            // Which ones failed is not reported per packet: count by total.
-            for p in self.pending.iter().take(report.sent) {
-                stats.tx(p.mode, p.end - p.start);
-            }
-            stats.drops(DropReason::TxFull, report.full + report.failed);
-            if let (Some(code), Some(held)) = (report.last_error, self.tx_errors.allow()) {
-                tracing::warn!(
-                    worker = self.index,
-                    "underlay send refused: {} ({held} similar errors not logged)",
-                    io::Error::from_raw_os_error(code)
+            &mut self.bufs
+        };
+        let Some(eth) = start
+            .checked_sub(ETH_LEN)
+            .and_then(|s| pool[buf].get_mut(s..start))
+        else {
+            self.stats().drop(DropReason::TooBig);
+            return;
+        };
+        eth[..6].copy_from_slice(&mac.0);
+        eth[6..12].copy_from_slice(&src.0);
+        eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        self.pending_frames.push(Pending {
+            frag,
+            buf,
+            start: start - ETH_LEN,
+            end,
+            dst: gw,
+            mode: Mode::Direct,
+        });
+    }
+
+    /// Sends the pending batches.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let report = self.io.raw_tx.send_batch(
+                self.pending
+                    .iter()
+                    .map(|p| (slice(&self.bufs, &self.frag_bufs, p), p.dst)),
+            );
+            self.account(report, false);
+        }
+        if !self.pending_frames.is_empty() {
+            if let Some(tx) = self.io.direct_tx.as_mut() {
+                let report = tx.send_batch(
+                    self.pending_frames
+                        .iter()
+                        .map(|p| (slice(&self.bufs, &self.frag_bufs, p), p.dst)),
                 );
+                self.account(report, true);
             }
         }
         self.pending.clear();
+        self.pending_frames.clear();
         self.frags_used = 0;
+    }
+
+    /// Counts what a batched send did.
+    fn account(&mut self, report: crate::io::socket::SendReport, frames: bool) {
+        let stats = &self.shared.workers[self.index];
+        let list = if frames {
+            &self.pending_frames
+        } else {
+            &self.pending
+        };
+        stats.syscalls(report.syscalls);
+        // Which packets failed is not reported one by one: count the first
+        // `sent` as sent.
+        for p in list.iter().take(report.sent) {
+            stats.tx(p.mode, p.end - p.start);
+        }
+        stats.drops(DropReason::TxFull, report.full + report.failed);
+        if let (Some(code), Some(held)) = (report.last_error, self.tx_errors.allow()) {
+            tracing::warn!(
+                worker = self.index,
+                "underlay send refused: {} ({held} similar errors not logged)",
+                io::Error::from_raw_os_error(code)
+            );
+        }
     }
 
     /// Writes a packet to an endpoint's TUN queue.
@@ -414,6 +491,7 @@ impl Worker {
             let n = {
                 let rx = match mode {
                     Mode::Ipip => self.io.ipip_rx.as_mut(),
+                    Mode::Direct => self.io.direct_rx.as_mut(),
                     _ => self.io.vxlan_rx.as_mut(),
                 };
                 let Some(rx) = rx else { return };
@@ -438,6 +516,15 @@ impl Worker {
                 let v = match mode {
                     // A raw socket gives the whole outer packet.
                     Mode::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
+                    // A packet socket gives the frame (the filter let only
+                    // IPv4 to local prefixes through).
+                    Mode::Direct => {
+                        if pkt.advance(ETH_LEN) {
+                            pipeline::ingress_direct(&snap.tables, &mut pkt)
+                        } else {
+                            Verdict::Drop(DropReason::Malformed)
+                        }
+                    }
                     // A UDP socket gives the payload; the kernel checked the rest.
                     _ => pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt),
                 };
@@ -460,6 +547,23 @@ impl Worker {
             }
         }
     }
+}
+
+/// The bytes of a pending packet.
+fn slice<'a>(bufs: &'a [Box<[u8]>], frags: &'a [Box<[u8]>], p: &Pending) -> &'a [u8] {
+    let pool = if p.frag { frags } else { bufs };
+    &pool[p.buf][p.start..p.end]
+}
+
+/// The prefixes whose frames direct mode takes in: local blocks and local
+/// endpoints' addresses.
+pub fn local_prefixes(tables: &crate::table::Tables) -> Vec<(Ipv4Addr, u8)> {
+    tables
+        .routes()
+        .iter()
+        .filter(|r| matches!(r.via, Via::Blackhole | Via::Endpoint(_)))
+        .map(|r| (r.dst.network(), r.dst.prefix()))
+        .collect()
 }
 
 /// Creates a worker's poll and the waker the daemon uses to interrupt it.

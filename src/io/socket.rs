@@ -80,10 +80,13 @@ fn zeroed_mmsghdr() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
-/// Sends IPv4 packets whose header podwire wrote.
+/// Sends IPv4 packets whose header podwire wrote ([`RawSender::new`]), or
+/// whole Ethernet frames on one device ([`RawSender::packet`]).
 #[derive(Debug)]
 pub struct RawSender {
     sock: Socket,
+    /// IP sockets address each packet; a bound packet socket does not.
+    addressed: bool,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_in>,
@@ -102,10 +105,21 @@ impl RawSender {
             Type::RAW,
             Some(Protocol::from(libc::IPPROTO_RAW)),
         )?;
+        Self::with(sock, true)
+    }
+
+    /// An `AF_PACKET` socket bound to interface `ifindex`, for frames.
+    pub fn packet(ifindex: u32) -> io::Result<Self> {
+        let sock = packet_socket(ifindex, false)?;
+        Self::with(sock, false)
+    }
+
+    fn with(sock: Socket, addressed: bool) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
         let _ = sock.set_send_buffer_size(4 << 20);
         Ok(RawSender {
             sock,
+            addressed,
             hdrs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
             iovs: vec![
                 libc::iovec {
@@ -137,8 +151,13 @@ impl RawSender {
             }
             for i in 0..n {
                 let h = &mut self.hdrs[i].msg_hdr;
-                h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
-                h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                if self.addressed {
+                    h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
+                    h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                } else {
+                    h.msg_name = std::ptr::null_mut();
+                    h.msg_namelen = 0;
+                }
                 h.msg_iov = &mut self.iovs[i];
                 h.msg_iovlen = 1;
                 h.msg_control = std::ptr::null_mut();
@@ -330,6 +349,82 @@ impl Receiver {
         Self::with(sock, true)
     }
 
+    /// An `AF_PACKET` socket on interface `ifindex` that receives the IPv4
+    /// frames for this host whose destination is in `nets` (see
+    /// [`Receiver::filter_ipv4_destinations`]), not the ones it sends, as
+    /// whole frames. The filter is in place before the socket is bound, so
+    /// no other frame is ever queued on it.
+    pub fn packet(ifindex: u32, nets: &[(Ipv4Addr, u8)]) -> io::Result<Self> {
+        let sock = packet_socket(ifindex, true)?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket, a c_int option value with its true size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                &on as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rx = Self::with(sock, false)?;
+        rx.filter_ipv4_destinations(nets)?;
+        bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
+        Ok(rx)
+    }
+
+    /// Keeps only IPv4 frames whose destination falls in one of `nets`
+    /// (address, prefix length), with a classic BPF filter run by the
+    /// kernel; everything else never reaches podwire. Too many prefixes for
+    /// one program (over 80) keep every IPv4 frame.
+    pub fn filter_ipv4_destinations(&self, nets: &[(Ipv4Addr, u8)]) -> io::Result<()> {
+        use socket2::SockFilter;
+        const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+        const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+        const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
+        const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+        if nets.len() > 80 {
+            // Jump offsets are 8 bits: too many nets for one program.
+            return self.sock.detach_filter().or(Ok(()));
+        }
+        // Frames to this host's MAC only (a bridge floods frames for other
+        // hosts until it learns where they are), IPv4 only, then for each
+        // net: ld dst; and mask; jeq net → accept.
+        const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+        let skip = (nets.len() * 3) as u8;
+        let mut prog = vec![
+            SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+            SockFilter::new(JEQ_K, 0, skip + 2, libc::PACKET_HOST as u32),
+            SockFilter::new(LD_H_ABS, 0, 0, 12),
+            // Not IPv4: jump over the 3 instructions per net to the drop.
+            SockFilter::new(JEQ_K, 0, skip, 0x0800),
+        ];
+        for (i, (net, len)) in nets.iter().enumerate() {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from((*len).min(32)))
+            };
+            let left = nets.len() - i - 1;
+            prog.push(SockFilter::new(LD_W_ABS, 0, 0, 14 + 16));
+            prog.push(SockFilter::new(AND_K, 0, 0, mask));
+            // Match: jump over the remaining tests and the drop to accept.
+            prog.push(SockFilter::new(
+                JEQ_K,
+                (left * 3 + 1) as u8,
+                0,
+                u32::from(*net) & mask,
+            ));
+        }
+        prog.push(SockFilter::new(RET_K, 0, 0, 0));
+        prog.push(SockFilter::new(RET_K, 0, 0, 0x0004_0000));
+        self.sock.attach_filter(&prog)
+    }
+
     fn with(sock: Socket, want_tos: bool) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
         let _ = sock.set_recv_buffer_size(4 << 20);
@@ -349,6 +444,37 @@ impl Receiver {
         self.state
             .recv(self.sock.as_raw_fd(), bufs, out, self.want_tos)
     }
+}
+
+/// An `AF_PACKET` raw socket on interface `ifindex`. Created with protocol
+/// 0, it receives nothing; `receive_ipv4` binds it for IPv4 frames, which
+/// a receiver does only once its filter is in place.
+fn packet_socket(ifindex: u32, receive_ipv4: bool) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+    if !receive_ipv4 {
+        bind_packet(&sock, ifindex, 0)?;
+    }
+    Ok(sock)
+}
+
+fn bind_packet(sock: &Socket, ifindex: u32, protocol: u16) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: the address is a fully initialised sockaddr_ll with its size.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl AsRawFd for Receiver {
