@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Lab, must, ping, root_or_skip, transfer};
+use common::{Lab, capture, must, ping, root_or_skip, stop_capture, transfer, tshark};
 use podwire::table::vtep_mac_for;
 
 const CLUSTER: &str = r#"
@@ -50,65 +49,6 @@ kind: WorkloadEndpoint
 metadata: {name: w2}
 spec: {node: k8s-node2, interfaceName: cali2a, ipNetworks: [10.2.169.138/32]}
 "#;
-
-/// Starts tcpdump on `dev` in `ns`, writing `file`; returns once it listens.
-fn capture(lab: &mut Lab, ns: &str, dev: &str, file: &Path, tag: &str) {
-    let f = file.display().to_string();
-    lab.spawn(
-        ns,
-        tag,
-        &[
-            "tcpdump",
-            "--immediate-mode",
-            "-i",
-            dev,
-            "-n",
-            "-U",
-            "-w",
-            &f,
-        ],
-    );
-    // tcpdump creates the file when it opens the device, then listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !file.exists() {
-        assert!(Instant::now() < deadline, "tcpdump did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-}
-
-fn stop_capture(lab: &mut Lab, tag: &str) {
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = lab.pid(tag);
-    must("kill", &["-INT", &pid.to_string()]);
-    lab.wait(tag, Duration::from_secs(10));
-}
-
-/// tshark's dissection of `file`: one row of `fields` per packet matching `filter`.
-fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-o",
-        "udp.check_checksum:TRUE",
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-Y",
-        filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-    ];
-    for f in fields {
-        args.push("-e");
-        args.push(f);
-    }
-    let out = must("tshark", &args);
-    out.lines()
-        .map(|l| l.split('|').map(str::to_string).collect())
-        .collect()
-}
 
 /// Node B as Felix programs a kernel node in VXLAN mode, with a pod attached
 /// by a veth as Calico attaches pods.

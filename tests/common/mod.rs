@@ -409,6 +409,65 @@ pub fn transfer(lab: &mut Lab, from: &str, to: &str, to_ip: &str, mbytes: usize,
     );
 }
 
+/// Starts tcpdump on `dev` in `ns`, writing `file`; returns once it listens.
+pub fn capture(lab: &mut Lab, ns: &str, dev: &str, file: &Path, tag: &str) {
+    let f = file.display().to_string();
+    lab.spawn(
+        ns,
+        tag,
+        &[
+            "tcpdump",
+            "--immediate-mode",
+            "-i",
+            dev,
+            "-n",
+            "-U",
+            "-w",
+            &f,
+        ],
+    );
+    // tcpdump creates the file when it opens the device, then listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "tcpdump did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+pub fn stop_capture(lab: &mut Lab, tag: &str) {
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = lab.pid(tag);
+    must("kill", &["-INT", &pid.to_string()]);
+    lab.wait(tag, Duration::from_secs(10));
+}
+
+/// tshark's dissection of `file`: one row of `fields` per packet matching `filter`.
+pub fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec![
+        "-r",
+        file.to_str().unwrap(),
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ];
+    for f in fields {
+        args.push("-e");
+        args.push(f);
+    }
+    let out = must("tshark", &args);
+    out.lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
 fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
