@@ -19,6 +19,7 @@
 pub mod config;
 pub mod daemon;
 pub mod io;
+pub mod lab;
 pub mod pipeline;
 pub mod table;
 pub mod wire;

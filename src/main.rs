@@ -56,6 +56,31 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Build a three-node Calico cluster in network namespaces on this
+    /// machine (two pods per node, each node running podwire), and show
+    /// each mode working: tables, pings, a TCP transfer beside the kernel's
+    /// VXLAN, and a pcap of the underlay per mode. As root. Everything is
+    /// removed at the end, on failure and on Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  sudo podwire lab\n  sudo podwire lab --mode vxlan --keep   # then explore, and: sudo podwire lab --down"
+    )]
+    Lab {
+        /// Which modes to show.
+        #[arg(long, value_parser = ["ipip", "vxlan", "direct", "all"], default_value = "all")]
+        mode: String,
+        /// Where the pcaps (lab-<mode>.pcap), cluster files and logs go.
+        #[arg(long, value_name = "DIR", default_value = "lab-out")]
+        out: PathBuf,
+        /// Leave the last mode's cluster running, and print how to explore it.
+        #[arg(long)]
+        keep: bool,
+        /// Remove a cluster left running by --keep, and exit.
+        #[arg(long, conflicts_with_all = ["keep", "mode"])]
+        down: bool,
+        /// Seconds of each TCP transfer.
+        #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
+        seconds: u32,
+    },
     /// Ask a running daemon for its tables or counters.
     #[command(
         after_help = "Examples:\n  podwire show routes\n  podwire show stats --json --control /run/podwire/node1.sock"
@@ -147,6 +172,39 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podwire: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Lab {
+            mode,
+            out,
+            keep,
+            down,
+            seconds,
+        } => {
+            let mut stdout = std::io::stdout();
+            let result = if down {
+                podwire::lab::down(&mut stdout)
+            } else {
+                let modes = match mode.as_str() {
+                    "ipip" => vec![podwire::lab::Mode::Ipip],
+                    "vxlan" => vec![podwire::lab::Mode::Vxlan],
+                    "direct" => vec![podwire::lab::Mode::Direct],
+                    _ => podwire::lab::Mode::ALL.to_vec(),
+                };
+                let opts = podwire::lab::Options {
+                    modes,
+                    out,
+                    keep,
+                    seconds,
+                };
+                podwire::lab::run_lab(&opts, &mut stdout)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire lab: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,0 +1,189 @@
+//! `podwire lab` in a short form: every ping answered, every pcap decoding
+//! to the expected encapsulation with tshark, nothing left behind — also
+//! after `--keep` and `--down`, and after Ctrl-C.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PODWIRE, must, root_or_skip, tshark};
+
+fn lab_namespaces() -> Vec<String> {
+    must("ip", &["netns", "list"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("pwlab"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn lab_runs_all_modes_and_cleans_up() {
+    if !root_or_skip("lab_runs_all_modes_and_cleans_up") {
+        return;
+    }
+    let _serial = common::Lab::new();
+    let out_dir = std::env::temp_dir().join(format!("podwire-lab-test-{}", std::process::id()));
+    let out = Command::new(PODWIRE)
+        .args(["lab", "--seconds", "1", "--out", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for mode in ["ipip", "vxlan", "direct"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(mode) && l.contains("/12"))
+            .unwrap_or_else(|| panic!("no summary line for {mode}:\n{text}"));
+        assert!(line.contains("12/12"), "{line}");
+    }
+    assert!(
+        text.contains("10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink"),
+        "{text}"
+    );
+    assert!(text.contains("66:90:43:3d:b3:e7 dev vxlan.calico dst 192.168.33.57 self permanent"));
+
+    let pcap = |mode: &str| out_dir.join(format!("lab-{mode}.pcap"));
+    // IPIP: protocol 4 between node IPs, around pod-to-pod ICMP.
+    let ipip = tshark(
+        &pcap("ipip"),
+        "ip.proto == 4 && icmp",
+        &["ip.src", "ip.dst"],
+    );
+    assert!(ipip.len() >= 18, "{} IPIP pings", ipip.len());
+    assert!(
+        ipip.iter()
+            .all(|r| r[0].starts_with("192.168.33.") && r[1].starts_with("192.168.33."))
+    );
+    assert!(
+        ipip.iter().any(|r| r[1] == "192.168.33.57,10.2.169.138"),
+        "{ipip:?}"
+    );
+    // VXLAN: UDP 4789, VNI 4096, pod-to-pod ICMP inside.
+    let vxlan = tshark(
+        &pcap("vxlan"),
+        "vxlan && icmp",
+        &["udp.dstport", "vxlan.vni", "ip.dst"],
+    );
+    assert!(vxlan.len() >= 18, "{} VXLAN pings", vxlan.len());
+    assert!(
+        vxlan.iter().all(|r| r[0] == "4789" && r[1] == "4096"),
+        "{vxlan:?}"
+    );
+    // Direct: pod to pod on the wire with one IPv4 header, nothing encapsulated.
+    let direct = tshark(
+        &pcap("direct"),
+        "icmp && ip.src == 10.2.36.68",
+        &["ip.src", "ip.dst"],
+    );
+    assert!(direct.len() >= 6, "{direct:?}");
+    assert!(direct.iter().all(|r| !r[0].contains(',')), "{direct:?}");
+    assert!(tshark(&pcap("direct"), "vxlan || ip.proto == 4", &["ip.src"]).is_empty());
+
+    assert_eq!(
+        lab_namespaces(),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn lab_keep_then_down() {
+    if !root_or_skip("lab_keep_then_down") {
+        return;
+    }
+    let _serial = common::Lab::new();
+    let out_dir = std::env::temp_dir().join(format!("podwire-lab-keep-{}", std::process::id()));
+    let out = Command::new(PODWIRE)
+        .args([
+            "lab",
+            "--mode",
+            "vxlan",
+            "--keep",
+            "--seconds",
+            "1",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("lab --down"), "{text}");
+    // The cluster is still up: the printed command works.
+    let cmd = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("ip netns exec") && l.contains("ping"))
+        .unwrap()
+        .trim();
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let ping = must(
+        words[0],
+        &[&words[1..], &["-c", "1", "-W", "2"][..]].concat(),
+    );
+    assert!(ping.contains("1 received"), "{ping}");
+    assert!(!lab_namespaces().is_empty());
+    // A second lab refuses while this one is up.
+    let again = Command::new(PODWIRE)
+        .args(["lab", "--mode", "ipip"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("podwire lab --down"));
+    let down = must(PODWIRE, &["lab", "--down"]);
+    assert!(down.contains("removed"), "{down}");
+    assert_eq!(lab_namespaces(), Vec::<String>::new());
+    assert!(
+        must("ps", &["-eo", "args"])
+            .lines()
+            .all(|l| !l.contains("lab-vxlan.yaml")),
+        "daemons left"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn lab_cleans_up_after_ctrl_c() {
+    if !root_or_skip("lab_cleans_up_after_ctrl_c") {
+        return;
+    }
+    let _serial = common::Lab::new();
+    let out_dir = std::env::temp_dir().join(format!("podwire-lab-int-{}", std::process::id()));
+    let mut child = Command::new(PODWIRE)
+        .args(["lab", "--seconds", "5", "--out", out_dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first podwire cluster is up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lab_namespaces().iter().any(|n| n.ends_with("-n1"))
+        || !out_dir.join("lab-ipip.yaml").exists()
+    {
+        assert!(Instant::now() < deadline, "the lab never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    must("kill", &["-INT", &child.id().to_string()]);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        lab_namespaces(),
+        Vec::<String>::new(),
+        "namespaces left after Ctrl-C"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
