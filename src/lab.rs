@@ -842,7 +842,11 @@ fn pcap_records(b: &[u8]) -> usize {
     let mut n = 0;
     while let Some(h) = b.get(at..at + 16) {
         let w = [h[8], h[9], h[10], h[11]];
-        let len = if little { u32::from_le_bytes(w) } else { u32::from_be_bytes(w) } as usize;
+        let len = if little {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        } as usize;
         at += 16 + len;
         if at > b.len() {
             break;
@@ -949,7 +953,11 @@ mod tests {
             f.extend(std::iter::repeat_n(0xab, len as usize));
         }
         assert_eq!(pcap_records(&f), 3);
-        assert_eq!(pcap_records(&f[..f.len() - 1]), 2, "a truncated last record");
+        assert_eq!(
+            pcap_records(&f[..f.len() - 1]),
+            2,
+            "a truncated last record"
+        );
         assert_eq!(pcap_records(&[]), 0);
     }
 
