@@ -187,3 +187,52 @@ fn lab_cleans_up_after_ctrl_c() {
     );
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+#[test]
+fn lab_refuses_without_root_or_tools() {
+    if !root_or_skip("lab_refuses_without_root_or_tools") {
+        return;
+    }
+    // A missing tool is named, with its package.
+    let out = Command::new(PODWIRE)
+        .args(["lab"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs `ip`: install it with `apt-get install -y iproute2`"),
+        "{err}"
+    );
+    // Not root: said plainly (run as nobody through setpriv, from a copy
+    // of the binary that nobody may execute wherever the build lives).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("podwire-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("podwire");
+    std::fs::copy(PODWIRE, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin.to_str().unwrap(),
+            "lab",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("podwire lab needs root"), "{err}");
+    assert!(lab_namespaces().is_empty());
+}
