@@ -193,6 +193,7 @@ fn lab_refuses_without_root_or_tools() {
     if !root_or_skip("lab_refuses_without_root_or_tools") {
         return;
     }
+    let _serial = common::Lab::new();
     // A missing tool is named, with its package.
     let out = Command::new(PODWIRE)
         .args(["lab"])
