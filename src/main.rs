@@ -45,6 +45,16 @@ enum Command {
         /// (for example 127.0.0.1:9091).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+        /// Turn off the TUN offloads (IFF_VNET_HDR with checksum and TSO):
+        /// every packet then crosses the TUN device on its own. For kernels
+        /// known to mangle GSO.
+        #[arg(long)]
+        no_tun_offload: bool,
+        /// Send VXLAN through the raw socket, one packet per datagram with a
+        /// software checksum, instead of per-flow UDP sockets with
+        /// UDP_SEGMENT and checksum offload.
+        #[arg(long)]
+        no_udp_segment: bool,
     },
     /// Validate a configuration, then print the node's compiled tables
     /// (`# routes`, `# neigh`, `# fdb`, as `ip route`, `ip neigh` and
@@ -157,6 +167,8 @@ fn main() -> ExitCode {
             threads,
             control,
             metrics,
+            no_tun_offload,
+            no_udp_segment,
         } => {
             init_logging();
             let opts = daemon::Options {
@@ -167,6 +179,8 @@ fn main() -> ExitCode {
                 threads: usize::from(threads),
                 control,
                 metrics,
+                tun_offload: !no_tun_offload,
+                udp_segment: !no_udp_segment,
             };
             match daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use mio::Waker;
 
 use crate::config;
-use crate::io::socket::{RawSender, Receiver};
+use crate::io::socket::{RawSender, Receiver, SegmentSender};
 use crate::io::tun::{self, TunQueue};
 use crate::table::{self, Tables, Underlay};
 use stats::{EndpointStats, WorkerStats};
@@ -41,6 +41,11 @@ pub struct Options {
     pub threads: usize,
     pub control: PathBuf,
     pub metrics: Option<SocketAddr>,
+    /// TUN offloads (`IFF_VNET_HDR`, TSO, checksum): on unless turned off.
+    pub tun_offload: bool,
+    /// VXLAN out through per-flow UDP sockets with `UDP_SEGMENT`: on unless
+    /// turned off (then a raw socket and a software UDP checksum).
+    pub udp_segment: bool,
 }
 
 /// A local endpoint's device: one queue per worker, and counters.
@@ -166,6 +171,7 @@ fn snapshot(
     tables: Tables,
     generation: u64,
     workers: usize,
+    offload: bool,
     old: Option<&Snapshot>,
 ) -> Result<Snapshot, StartError> {
     let existing: HashMap<&str, &Arc<EndpointIo>> = old
@@ -191,11 +197,12 @@ fn snapshot(
             endpoints.push(Arc::clone(io));
             continue;
         }
-        let queues =
-            tun::create(&ep.interface, ep.mtu, workers).map_err(|source| StartError::Tun {
+        let queues = tun::create(&ep.interface, ep.mtu, workers, offload).map_err(|source| {
+            StartError::Tun {
                 interface: ep.interface.clone(),
                 source,
-            })?;
+            }
+        })?;
         tracing::info!(interface = %ep.interface, mtu = ep.mtu, queues = queues.len(), "endpoint created");
         endpoints.push(Arc::new(EndpointIo {
             interface: ep.interface.clone(),
@@ -258,8 +265,14 @@ impl Daemon {
                 tables.vxlan().port
             ));
         }
-        let snap = snapshot(tables, old.generation + 1, self.wakers.len(), Some(&old))
-            .map_err(|e| e.to_string())?;
+        let snap = snapshot(
+            tables,
+            old.generation + 1,
+            self.wakers.len(),
+            self.opts.tun_offload,
+            Some(&old),
+        )
+        .map_err(|e| e.to_string())?;
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         self.shared.snapshot.store(Arc::new(snap));
         self.wake();
@@ -347,18 +360,20 @@ pub fn run(opts: Options) -> Result<(), StartError> {
                 direct_rx = Some(rx);
             }
         }
+        let vxlan_tx = opts.udp_segment.then(|| SegmentSender::new(node_ip));
         ios.push(worker::WorkerIo {
             raw_tx,
             ipip_rx,
             vxlan_rx,
             direct_tx,
             direct_rx,
+            vxlan_tx,
         });
     }
     // The kernel must not also forward (or answer for) the pod traffic that
     // arrives on the underlay in direct mode: forwarding off on that device.
     let forwarding = underlay.as_ref().and_then(|u| u.stop_forwarding());
-    let snap = snapshot(tables, 0, threads, None)?;
+    let snap = snapshot(tables, 0, threads, opts.tun_offload, None)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         workers: (0..threads).map(|_| WorkerStats::default()).collect(),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,8 +18,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::stats::Mode;
 use super::{EndpointIo, Shared, Snapshot};
-use crate::io::socket::{BATCH, RawSender, Received, Receiver};
-use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, Verdict};
+use crate::io::socket::{BATCH, MAX_SEGMENTS, RawSender, Received, Receiver, SegmentSender};
+use crate::io::tun::{GROTable, VIRTIO_NET_HDR_LEN};
+use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, UdpChecksum, Verdict};
 use crate::table::{EndpointId, Via};
 use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
 
@@ -27,6 +28,13 @@ use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
 const MAX_PACKET: usize = 65_535;
 /// Buffers for fragments of one batch.
 const FRAG_BUFS: usize = 64;
+/// Receive buffers: room for the segments of a few TUN reads (a 64 KB
+/// super-packet is up to 122 segments at the smallest MSS).
+const RX_BUFS: usize = 256;
+/// Segments a TUN read may need; fewer free buffers than this flushes first.
+const SEGMENTS_PER_READ: usize = 128;
+/// Packets queued for endpoints before a write.
+const TUN_TX: usize = 128;
 
 pub const WAKER: Token = Token(0);
 const IPIP_RX: Token = Token(1);
@@ -43,6 +51,9 @@ pub struct WorkerIo {
     pub direct_tx: Option<RawSender>,
     /// Direct mode: frames in for local endpoints (worker 0 only).
     pub direct_rx: Option<Receiver>,
+    /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
+    /// without it, VXLAN goes out of `raw_tx` with a software checksum.
+    pub vxlan_tx: Option<SegmentSender>,
 }
 
 /// A packet waiting in the transmit batch.
@@ -93,10 +104,22 @@ pub struct Worker {
     io: WorkerIo,
     bufs: Vec<Box<[u8]>>,
     frag_bufs: Vec<Box<[u8]>>,
+    /// A TUN read with offloads: the virtio header and up to 64 KB.
+    original: Vec<u8>,
+    /// Segment lengths of the last TUN read.
+    sizes: Vec<usize>,
+    /// Packets waiting to be written to endpoints, at HEADROOM in each
+    /// buffer, and their endpoint; `tun_used` of them are in use.
+    tun_tx: Vec<Vec<u8>>,
+    tun_dst: Vec<EndpointId>,
+    tun_used: usize,
+    gro: GROTable,
     received: Vec<Received>,
     pending: Vec<Pending>,
     /// Direct-mode frames waiting for the packet socket.
     pending_frames: Vec<Pending>,
+    /// VXLAN packets waiting for the segment sender.
+    pending_vxlan: Vec<Pending>,
     frags_used: usize,
     /// Next-hop MACs for direct mode, loaded once per batch.
     neighbours: Arc<super::neigh::Neighbours>,
@@ -127,19 +150,33 @@ impl Worker {
             )?;
         }
         let buf = || vec![0u8; HEADROOM + MAX_PACKET].into_boxed_slice();
+        let checksum = if io.vxlan_tx.is_some() {
+            UdpChecksum::Offload
+        } else {
+            UdpChecksum::Full
+        };
         Ok(Worker {
             index,
             shared,
             poll,
             io,
-            bufs: (0..BATCH).map(|_| buf()).collect(),
+            bufs: (0..RX_BUFS).map(|_| buf()).collect(),
             frag_bufs: (0..FRAG_BUFS).map(|_| buf()).collect(),
+            original: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET],
+            sizes: vec![0; RX_BUFS],
+            tun_tx: (0..TUN_TX)
+                .map(|_| Vec::with_capacity(HEADROOM + VIRTIO_NET_HDR_LEN + MAX_PACKET))
+                .collect(),
+            tun_dst: vec![EndpointId(0); TUN_TX],
+            tun_used: 0,
+            gro: GROTable::default(),
             received: vec![Received::default(); BATCH],
             pending: Vec::with_capacity(BATCH + FRAG_BUFS),
             pending_frames: Vec::with_capacity(BATCH + FRAG_BUFS),
+            pending_vxlan: Vec::with_capacity(RX_BUFS + FRAG_BUFS),
             frags_used: 0,
             neighbours: Arc::default(),
-            state: State::new((index as u16).wrapping_mul(0x3c00)),
+            state: State::new((index as u16).wrapping_mul(0x3c00)).with_udp_checksum(checksum),
             generation: u64::MAX,
             registered: HashMap::new(),
             next_token: FIRST_ENDPOINT,
@@ -252,7 +289,9 @@ impl Worker {
         }
     }
 
-    /// Reads every packet waiting on an endpoint's queue, batch by batch.
+    /// Reads every packet waiting on an endpoint's queue, batch by batch:
+    /// each read may bring a super-packet, split into segments; a batch is
+    /// processed and flushed when the buffers run low or the queue is empty.
     fn drain_endpoint(&mut self, snap: &Snapshot, token: Token) {
         let Some((ep, Some(from))) = self.registered.get(&token).cloned() else {
             return;
@@ -260,46 +299,44 @@ impl Worker {
         let Some(queue) = ep.queues.get(self.index) else {
             return;
         };
+        self.neighbours = self.shared.neighbours.load_full();
+        let mut filled = 0;
         loop {
-            let mut n = 0;
-            let mut lens = [0usize; BATCH];
-            let mut blocked = false;
-            while n < BATCH {
-                match queue.recv(&mut self.bufs[n][HEADROOM..]) {
-                    Ok(len) => {
-                        lens[n] = len;
-                        n += 1;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.log_io_error("read from endpoint", &ep.interface, &e);
-                        blocked = true;
-                        break;
-                    }
+            let read = queue.recv_segments(
+                &mut self.original,
+                &mut self.bufs[filled..],
+                &mut self.sizes[filled..],
+                HEADROOM,
+            );
+            self.stats().syscalls(1);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.log_io_error("read from endpoint", &ep.interface, &e);
+                    break;
                 }
-            }
-            self.stats().syscalls(n + usize::from(blocked));
-            if n == 0 {
-                return;
-            }
-            self.stats().batch(n);
-            self.neighbours = self.shared.neighbours.load_full();
+            };
             let counters = &ep.stats[self.index];
-            for &len in &lens[..n] {
+            for &len in &self.sizes[filled..filled + n] {
                 counters.from_workload.add(len);
             }
-            for (i, &len) in lens[..n].iter().enumerate() {
+            for i in filled..filled + n {
+                let len = self.sizes[i];
                 self.egress_one(snap, from, i, len);
             }
-            self.flush();
-            if blocked {
-                return;
+            filled += n;
+            if self.bufs.len() - filled < SEGMENTS_PER_READ {
+                self.stats().batch(filled);
+                self.flush(snap);
+                filled = 0;
             }
         }
+        if filled > 0 {
+            self.stats().batch(filled);
+        }
+        self.flush(snap);
     }
 
     /// Runs egress on buffer `i` and acts on the verdict.
@@ -319,7 +356,7 @@ impl Worker {
             Verdict::Fragment(job) => {
                 for k in 0..job.count() {
                     if self.frags_used == FRAG_BUFS {
-                        self.flush();
+                        self.flush(snap);
                     }
                     let f = self.frags_used;
                     let original = &self.bufs[i][start..end];
@@ -350,6 +387,17 @@ impl Worker {
             Target::Vxlan { node, .. } => (node, Mode::Vxlan),
             Target::Direct { gw } => return self.queue_frame(frag, buf, start, end, gw),
         };
+        if mode == Mode::Vxlan && self.io.vxlan_tx.is_some() {
+            self.pending_vxlan.push(Pending {
+                frag,
+                buf,
+                start,
+                end,
+                dst,
+                mode,
+            });
+            return;
+        }
         self.pending.push(Pending {
             frag,
             buf,
@@ -401,8 +449,10 @@ impl Worker {
         });
     }
 
-    /// Sends the pending batches.
-    fn flush(&mut self) {
+    /// Sends the pending batches, and writes what waits for endpoints.
+    fn flush(&mut self, snap: &Snapshot) {
+        self.flush_endpoints(snap);
+        self.flush_vxlan(snap);
         if !self.pending.is_empty() {
             let report = self.io.raw_tx.send_batch(
                 self.pending
@@ -424,6 +474,80 @@ impl Worker {
         self.pending.clear();
         self.pending_frames.clear();
         self.frags_used = 0;
+    }
+
+    /// Sends pending VXLAN packets: each run of packets to one node from
+    /// one source port with one TOS, all the size of the first but the last,
+    /// goes out in one `UDP_SEGMENT` call. A run the socket path refuses
+    /// (a source port already taken on this host) goes out of the raw
+    /// socket instead, its UDP checksum completed in software.
+    fn flush_vxlan(&mut self, snap: &Snapshot) {
+        let _ = snap;
+        let Some(tx) = self.io.vxlan_tx.as_mut() else {
+            return;
+        };
+        let port = |b: &[u8]| u16::from_be_bytes([b[20], b[21]]);
+        let stats = &self.shared.workers[self.index];
+        let mut a = 0;
+        let list = std::mem::take(&mut self.pending_vxlan);
+        while a < list.len() {
+            let first = slice(&self.bufs, &self.frag_bufs, &list[a]);
+            let (dst, sport, tos, size) = (list[a].dst, port(first), first[1], first.len());
+            // A UDP datagram carries at most 65507 bytes: so does a run.
+            let mut total = size - 28;
+            let mut b = a + 1;
+            while b < list.len() && b - a < MAX_SEGMENTS {
+                let p = slice(&self.bufs, &self.frag_bufs, &list[b]);
+                let same = list[b].dst == dst && port(p) == sport && p[1] == tos;
+                let prev = slice(&self.bufs, &self.frag_bufs, &list[b - 1]).len();
+                if !same || p.len() > size || prev != size || total + p.len() - 28 > 65_507 {
+                    break;
+                }
+                total += p.len() - 28;
+                b += 1;
+            }
+            let sent = {
+                let mut slices: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+                for (k, p) in list[a..b].iter().enumerate() {
+                    // The VXLAN payload: past the outer IPv4 and UDP headers.
+                    slices[k] = &slice(&self.bufs, &self.frag_bufs, p)[28..];
+                }
+                let to = SocketAddrV4::new(dst, snap.tables.vxlan().port);
+                tx.send(sport, to, tos, &slices[..b - a])
+            };
+            stats.syscalls(1);
+            match sent {
+                Ok(()) => {
+                    for p in &list[a..b] {
+                        stats.tx(Mode::Vxlan, p.end - p.start);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stats.drops(DropReason::TxFull, b - a);
+                }
+                Err(e) => {
+                    if let Some(held) = self.tx_errors.allow() {
+                        tracing::warn!(
+                            worker = self.index,
+                            source_port = sport,
+                            "VXLAN through a UDP socket failed ({e}); sending through the raw socket ({held} similar errors not logged)"
+                        );
+                    }
+                    for p in &list[a..b] {
+                        let pool = if p.frag {
+                            &mut self.frag_bufs
+                        } else {
+                            &mut self.bufs
+                        };
+                        pipeline::finish_udp_checksum(&mut pool[p.buf][p.start..p.end]);
+                        self.pending.push(*p);
+                    }
+                }
+            }
+            a = b;
+        }
+        self.pending_vxlan = list;
+        self.pending_vxlan.clear();
     }
 
     /// Counts what a batched send did.
@@ -450,7 +574,8 @@ impl Worker {
         }
     }
 
-    /// Writes a packet to an endpoint's TUN queue.
+    /// Queues a packet for an endpoint's TUN queue (a copy into a write
+    /// buffer, where segments of one flow can be coalesced).
     #[allow(clippy::too_many_arguments)]
     fn write_endpoint(
         &mut self,
@@ -466,23 +591,48 @@ impl Worker {
             self.stats().drop(DropReason::NotLocal);
             return;
         };
-        let Some(queue) = ep.queues.get(self.index) else {
-            return;
-        };
+        if self.tun_used == self.tun_tx.len() {
+            self.flush_endpoints(snap);
+        }
         let pool = if frag { &self.frag_bufs } else { &self.bufs };
         let data = &pool[buf][start..end];
-        self.shared.workers[self.index].syscalls(1);
-        match queue.send(data) {
-            Ok(_) => {
-                ep.stats[self.index].to_workload.add(data.len());
-                self.shared.workers[self.index].rx(mode, data.len());
+        let out = &mut self.tun_tx[self.tun_used];
+        out.clear();
+        out.resize(HEADROOM, 0);
+        out.extend_from_slice(data);
+        self.tun_dst[self.tun_used] = to;
+        self.tun_used += 1;
+        ep.stats[self.index].to_workload.add(data.len());
+        self.shared.workers[self.index].rx(mode, data.len());
+    }
+
+    /// Writes the queued packets, one call per run of packets for the same
+    /// endpoint (so nothing is reordered within an endpoint).
+    fn flush_endpoints(&mut self, snap: &Snapshot) {
+        let mut a = 0;
+        while a < self.tun_used {
+            let to = self.tun_dst[a];
+            let mut b = a + 1;
+            while b < self.tun_used && self.tun_dst[b] == to {
+                b += 1;
             }
-            Err(e) => {
-                self.shared.workers[self.index].drop(DropReason::TxFull);
-                let interface = ep.interface.clone();
-                self.log_io_error("write to endpoint", &interface, &e);
+            if let Some(queue) = snap
+                .endpoints
+                .get(to.index())
+                .and_then(|e| e.queues.get(self.index))
+            {
+                self.shared.workers[self.index].syscalls(1);
+                if let Err(e) =
+                    queue.send_coalesced(&mut self.gro, &mut self.tun_tx[a..b], HEADROOM)
+                {
+                    self.shared.workers[self.index].drops(DropReason::TxFull, b - a);
+                    let interface = snap.endpoints[to.index()].interface.clone();
+                    self.log_io_error("write to endpoint", &interface, &e);
+                }
             }
+            a = b;
         }
+        self.tun_used = 0;
     }
 
     /// Decapsulates every packet waiting on the IPIP or the VXLAN socket.
@@ -495,7 +645,7 @@ impl Worker {
                     _ => self.io.vxlan_rx.as_mut(),
                 };
                 let Some(rx) = rx else { return };
-                let bufs = self.bufs.iter_mut().map(|b| &mut b[HEADROOM..]);
+                let bufs = self.bufs.iter_mut().take(BATCH).map(|b| &mut b[HEADROOM..]);
                 match rx.recv_batch(bufs, &mut self.received) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -512,6 +662,10 @@ impl Worker {
             self.stats().batch(n);
             for i in 0..n {
                 let r = self.received[i];
+                if r.segment > 0 && r.len > r.segment {
+                    self.decap_coalesced(snap, i, r);
+                    continue;
+                }
                 let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, r.len);
                 let v = match mode {
                     // A raw socket gives the whole outer packet.
@@ -531,9 +685,23 @@ impl Worker {
                 let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
                 self.deliver(snap, v, i, s, e, mode);
             }
+            self.flush_endpoints(snap);
             if n < BATCH {
                 return;
             }
+        }
+    }
+
+    /// Decapsulates the datagrams `UDP_GRO` coalesced into buffer `i`.
+    fn decap_coalesced(&mut self, snap: &Snapshot, i: usize, r: Received) {
+        let mut at = 0;
+        while at < r.len {
+            let len = r.segment.min(r.len - at);
+            let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM + at, len);
+            let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
+            let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
+            self.deliver(snap, v, i, s, e, Mode::Vxlan);
+            at += len;
         }
     }
 

@@ -27,6 +27,13 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// The most packets one batched call moves.
 pub const BATCH: usize = 64;
 
+/// `UDP_SEGMENT` (linux/udp.h): send a buffer as datagrams of a given size.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive coalesced datagrams with their size.
+const UDP_GRO: libc::c_int = 104;
+/// The most datagrams one `UDP_SEGMENT` send may carry.
+pub const MAX_SEGMENTS: usize = 64;
+
 /// One received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -36,6 +43,9 @@ pub struct Received {
     pub src: Ipv4Addr,
     /// The TOS byte of the outer IPv4 header, where the socket reports it.
     pub tos: u8,
+    /// With `UDP_GRO`: the size of each datagram the kernel coalesced into
+    /// this buffer (the last may be shorter); 0 for a single datagram.
+    pub segment: usize,
 }
 
 /// What a batched send did.
@@ -59,6 +69,7 @@ impl Default for Received {
             len: 0,
             src: Ipv4Addr::UNSPECIFIED,
             tos: 0,
+            segment: 0,
         }
     }
 }
@@ -289,30 +300,39 @@ impl RecvState {
         for (i, slot) in out.iter_mut().enumerate().take(r) {
             let h = &self.hdrs[i];
             let a = &self.addrs[i];
+            let (tos, segment) = if want_tos { self.control_of(i) } else { (0, 0) };
             *slot = Received {
                 len: h.msg_len as usize,
                 src: Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                tos: if want_tos { self.tos_of(i) } else { 0 },
+                tos,
+                segment,
             };
         }
         Ok(r)
     }
 
-    /// The IP_TOS control message of message `i`, or 0.
-    fn tos_of(&self, i: usize) -> u8 {
+    /// The IP_TOS and UDP_GRO control messages of message `i` (0 if absent).
+    fn control_of(&self, i: usize) -> (u8, usize) {
         let h = &self.hdrs[i].msg_hdr;
+        let (mut tos, mut segment) = (0, 0);
         // SAFETY: msg_control/msg_controllen describe our own control buffer
-        // as the kernel filled it; CMSG_FIRSTHDR/NXTHDR stay within it.
+        // as the kernel filled it; CMSG_FIRSTHDR/NXTHDR stay within it, and
+        // each data read is of the size the kernel writes for that type (a
+        // byte for IP_TOS, an int for UDP_GRO), read unaligned.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(h);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
-                    return *libc::CMSG_DATA(c);
+                let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+                if level == libc::IPPROTO_IP && kind == libc::IP_TOS {
+                    tos = *libc::CMSG_DATA(c);
+                } else if level == libc::SOL_UDP && kind == UDP_GRO {
+                    let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                    segment = usize::try_from(v).unwrap_or(0);
                 }
                 c = libc::CMSG_NXTHDR(h, c);
             }
         }
-        0
+        (tos, segment)
     }
 }
 
@@ -346,6 +366,9 @@ impl Receiver {
         sock.set_reuse_port(true)?;
         sock.set_recv_tos_v4(true)?;
         sock.bind(&SockAddr::from(addr))?;
+        // Coalesced receive where the kernel has it (5.0+); without it every
+        // datagram comes on its own, which still works.
+        let _ = set_int(&sock, libc::SOL_UDP, UDP_GRO, 1);
         Self::with(sock, true)
     }
 
@@ -443,6 +466,169 @@ impl Receiver {
     ) -> io::Result<usize> {
         self.state
             .recv(self.sock.as_raw_fd(), bufs, out, self.want_tos)
+    }
+}
+
+fn set_int(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid socket, and an int option value with its true size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends VXLAN payloads from UDP sockets bound to per-flow source ports,
+/// many datagrams per call with `UDP_SEGMENT`: the kernel builds the outer
+/// IPv4 and UDP headers (checksum offloaded) and segments late, or not at
+/// all across veth. One socket per source port in use, made on first use.
+#[derive(Debug)]
+pub struct SegmentSender {
+    local: Ipv4Addr,
+    sockets: std::collections::HashMap<u16, Socket>,
+    iovs: Vec<libc::iovec>,
+}
+
+// SAFETY: the iovec pointers are only set, and only read by the kernel,
+// during one `send` call that borrows the data.
+unsafe impl Send for SegmentSender {}
+
+/// Sockets kept for source ports; past this many, they are all closed and
+/// made again as flows come.
+const MAX_PORT_SOCKETS: usize = 4096;
+
+impl SegmentSender {
+    /// A sender with source address `local`.
+    pub fn new(local: Ipv4Addr) -> Self {
+        SegmentSender {
+            local,
+            sockets: std::collections::HashMap::new(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                MAX_SEGMENTS
+            ],
+        }
+    }
+
+    /// Sockets open for source ports.
+    pub fn sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn socket(&mut self, port: u16) -> io::Result<&Socket> {
+        if !self.sockets.contains_key(&port) {
+            if self.sockets.len() >= MAX_PORT_SOCKETS {
+                self.sockets.clear();
+            }
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.set_nonblocking(true)?;
+            let _ = sock.set_send_buffer_size(4 << 20);
+            // As Linux's VXLAN device sends: DF clear, TTL 64.
+            set_int(
+                &sock,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DONT,
+            )?;
+            sock.set_ttl_v4(64)?;
+            sock.bind(&SockAddr::from(SocketAddrV4::new(self.local, port)))?;
+            self.sockets.insert(port, sock);
+        }
+        self.sockets
+            .get(&port)
+            .ok_or_else(|| io::Error::other("socket vanished"))
+    }
+
+    /// Sends `payloads` (each one datagram; all the same size but the last,
+    /// at most [`MAX_SEGMENTS`]) from `src_port` to `dst`, with outer TOS
+    /// `tos`, in one system call.
+    pub fn send(
+        &mut self,
+        src_port: u16,
+        dst: SocketAddrV4,
+        tos: u8,
+        payloads: &[&[u8]],
+    ) -> io::Result<()> {
+        let n = payloads.len().min(MAX_SEGMENTS);
+        if n == 0 {
+            return Ok(());
+        }
+        let segment = payloads[0].len();
+        for (iov, p) in self.iovs.iter_mut().zip(&payloads[..n]) {
+            *iov = libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            };
+        }
+        let fd = self.socket(src_port)?.as_raw_fd();
+        let mut addr = sockaddr_v4(*dst.ip(), dst.port());
+        // Control: IP_TOS (an int) and, for several datagrams, UDP_SEGMENT (a u16).
+        let mut control = [0u64; 8];
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe {
+            libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize
+                + if n > 1 {
+                    libc::CMSG_SPACE(size_of::<u16>() as u32) as usize
+                } else {
+                    0
+                }
+        };
+        // SAFETY: msghdr is plain data; all-zero is a valid starting value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut addr as *mut libc::sockaddr_in as *mut libc::c_void;
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = self.iovs.as_mut_ptr();
+        msg.msg_iovlen = n as _;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer (64 bytes, 8-aligned) holds both
+        // messages (at most 40 bytes); CMSG_FIRSTHDR/NXTHDR walk inside it,
+        // and each value is written unaligned with its declared size.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_TOS;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+            std::ptr::write_unaligned(
+                libc::CMSG_DATA(c) as *mut libc::c_int,
+                libc::c_int::from(tos),
+            );
+            if n > 1 {
+                let c = libc::CMSG_NXTHDR(&msg, c);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment as u16);
+            }
+        }
+        loop {
+            // SAFETY: msg points at the address, iovecs and control buffer
+            // above, all alive for this call; the iovecs at borrowed slices.
+            let r = unsafe { libc::sendmsg(fd, &msg, 0) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
 

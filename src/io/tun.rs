@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use tun_rs::{DeviceBuilder, SyncDevice};
+pub use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 /// One queue of a TUN device, non-blocking.
 pub struct TunQueue {
@@ -39,6 +40,34 @@ impl TunQueue {
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         self.dev.send(packet)
     }
+
+    /// Reads one packet — with offloads, possibly a TCP super-packet of up
+    /// to 64 KB that the pod's kernel did not segment — and writes its
+    /// segments into `bufs` at `offset`, with complete checksums; `sizes`
+    /// gets their lengths. Returns how many. (tun-rs's port of
+    /// wireguard-go's `handleVirtioRead`.)
+    pub fn recv_segments(
+        &self,
+        original: &mut [u8],
+        bufs: &mut [Box<[u8]>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.dev.recv_multiple(original, bufs, sizes, offset)
+    }
+
+    /// Writes packets, each at `offset` in its buffer (which needs
+    /// [`VIRTIO_NET_HDR_LEN`] free bytes before it): with offloads, TCP
+    /// segments of one flow are first coalesced into super-packets
+    /// (userspace GRO), so the pod's kernel gets few, large writes.
+    pub fn send_coalesced(
+        &self,
+        gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.dev.send_multiple(gro, bufs, offset)
+    }
 }
 
 impl AsRawFd for TunQueue {
@@ -48,13 +77,17 @@ impl AsRawFd for TunQueue {
 }
 
 /// Creates TUN device `name` with `mtu`, brings it up, and opens `queues`
-/// non-blocking queues on it.
-pub fn create(name: &str, mtu: u16, queues: usize) -> io::Result<Vec<TunQueue>> {
+/// non-blocking queues on it. With `offload`, the device gets
+/// `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum, TSO4/6, USO where the
+/// kernel has it): the pod's kernel hands over unsegmented super-packets
+/// with partial checksums, and takes coalesced ones.
+pub fn create(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<Vec<TunQueue>> {
     let first = DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
         .multi_queue(true)
         .packet_information(false)
+        .offload(offload)
         .enable(true)
         .build_sync()?;
     let mut out = Vec::with_capacity(queues.max(1));

@@ -140,6 +140,35 @@ pub fn encapsulate(t: &Tables, st: &mut State, pkt: &mut Packet, target: Target)
     Verdict::Send(target)
 }
 
+/// Completes the UDP checksum of a VXLAN packet built with
+/// [`UdpChecksum::Offload`] (outer IPv4 header without options first), for
+/// an I/O path that turns out to have no offload after all.
+pub fn finish_udp_checksum(outer: &mut [u8]) {
+    let Some(h) = outer.first_chunk::<HEADER_LEN>() else {
+        return;
+    };
+    let (src, dst) = (
+        u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+    );
+    let Some(udp) = outer.get_mut(HEADER_LEN..) else {
+        return;
+    };
+    if udp.len() < UDP_LEN {
+        return;
+    }
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let csum = Sum::new()
+        .add_u32(src)
+        .add_u32(dst)
+        .add_u16(u16::from(ipv4::proto::UDP))
+        .add_u16(udp.len() as u16)
+        .add_bytes(udp)
+        .checksum();
+    let csum = if csum == 0 { 0xffff } else { csum };
+    udp[6..8].copy_from_slice(&csum.to_be_bytes());
+}
+
 /// The inner flow's hash: addresses and protocol, plus the ports for TCP,
 /// UDP, UDP-Lite and SCTP packets that are not fragments (as the kernel's
 /// flow dissector does).

@@ -21,6 +21,7 @@ use crate::table::EndpointId;
 use crate::wire::MacAddr;
 
 pub use egress::egress;
+pub use encap::finish_udp_checksum;
 pub use frag::FragJob;
 pub use ingress::{ingress, ingress_direct, ingress_vxlan_payload};
 

@@ -282,6 +282,10 @@ fn vxlan_checksum_offload_leaves_the_pseudo_header_sum() {
     assert_eq!(out[26..28], [0xc4, 0x14]);
     assert_eq!(out[..26], full[..26]);
     assert_eq!(out[28..], full[28..]);
+    // Finishing it in software gives the full checksum.
+    let mut finished = out.to_vec();
+    finish_udp_checksum(&mut finished);
+    assert_eq!(finished, full);
 }
 
 /// RFC 768: a computed checksum of zero is sent as all ones. The ICMP
