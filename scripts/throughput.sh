@@ -6,6 +6,8 @@
 # exists, this is how the figures in the README were measured.
 #
 # Usage: scripts/throughput.sh [SECONDS] [PODWIRE_BINARY]
+# Environment: MODES="vxlan ipip" (podwire modes to run), SKIP_KERNEL=1 (no
+# kernel baseline), PERF=FILE (perf record -a -g for 3 s mid-transfer).
 set -euo pipefail
 SECS=${1:-5}
 BIN=${2:-target/release/podwire}
@@ -19,6 +21,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 M1=66:8c:73:5a:90:99 M2=66:90:43:3d:b3:e7 # vtep_mac_for(k8s-node1), (k8s-node2)
 
@@ -64,13 +67,15 @@ iperf() {
   ip netns exec "$R-p1" iperf3 -c 10.2.169.138 -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 
+if [ -z "${SKIP_KERNEL:-}" ]; then
 topology
 kernel_node 1 192.168.33.55 192.168.33.57 10.2.36.65 10.2.169.129 10.2.169.128/26 $M1 $M2 10.2.36.68
 kernel_node 2 192.168.33.57 192.168.33.55 10.2.169.129 10.2.36.65 10.2.36.64/26 $M2 $M1 10.2.169.138
 echo "kernel-vxlan  $(iperf) Gbit/s"
 teardown
+fi
 
-for mode in vxlan ipip; do
+for mode in ${MODES:-vxlan ipip}; do
   cfg="$DIR/$mode.yaml"
   enc=$([ $mode = vxlan ] && echo "vxlanMode: Always" || echo "ipipMode: Always")
   cat > "$cfg" <<YAML
@@ -118,6 +123,11 @@ YAML
     ip -n "$R-n$i" link set "cali$i" netns "$R-p$i"; ip -n "$R-p$i" link set "cali$i" name eth0
   done
   pod_route "$R-p1" 10.2.36.68; pod_route "$R-p2" 10.2.169.138
+  PERF_PID=
+  if [ -n "${PERF:-}" ]; then
+    ( sleep 2; perf record -a -g -o "$PERF" -- sleep 3 >/dev/null 2>&1 ) & PERF_PID=$!
+  fi
   echo "podwire-$mode  $(iperf) Gbit/s"
+  [ -z "$PERF_PID" ] || wait "$PERF_PID"
   teardown
 done
