@@ -165,7 +165,7 @@ impl std::fmt::Display for LabError {
     }
 }
 
-fn err(s: impl Into<String>) -> LabError {
+pub(crate) fn err(s: impl Into<String>) -> LabError {
     LabError(s.into())
 }
 
@@ -178,22 +178,22 @@ struct State {
 }
 
 /// Everything one run created; removed on drop unless kept.
-struct World {
+pub(crate) struct World {
     prefix: String,
     namespaces: Vec<String>,
     children: Vec<(String, Child)>,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     interrupted: Arc<AtomicBool>,
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<Output, LabError> {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> Result<Output, LabError> {
     Command::new(cmd)
         .args(args)
         .output()
         .map_err(|e| err(format!("cannot run {cmd}: {e}")))
 }
 
-fn must(cmd: &str, args: &[&str]) -> Result<String, LabError> {
+pub(crate) fn must(cmd: &str, args: &[&str]) -> Result<String, LabError> {
     let out = run(cmd, args)?;
     if !out.status.success() {
         return Err(err(format!(
@@ -206,14 +206,25 @@ fn must(cmd: &str, args: &[&str]) -> Result<String, LabError> {
 }
 
 impl World {
-    fn check(&self) -> Result<(), LabError> {
+    /// An empty world whose namespaces are named `<prefix>-…`.
+    pub(crate) fn new(prefix: String, dir: PathBuf, interrupted: Arc<AtomicBool>) -> World {
+        World {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+            interrupted,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), LabError> {
         if self.interrupted.load(Ordering::Relaxed) {
             return Err(err("interrupted"));
         }
         Ok(())
     }
 
-    fn ns(&mut self, short: &str) -> Result<String, LabError> {
+    pub(crate) fn ns(&mut self, short: &str) -> Result<String, LabError> {
         self.check()?;
         let ns = format!("{}-{short}", self.prefix);
         must("ip", &["netns", "add", &ns])?;
@@ -222,19 +233,19 @@ impl World {
         Ok(ns)
     }
 
-    fn ip(&self, ns: &str, args: &[&str]) -> Result<String, LabError> {
+    pub(crate) fn ip(&self, ns: &str, args: &[&str]) -> Result<String, LabError> {
         let mut a = vec!["-n", ns];
         a.extend_from_slice(args);
         must("ip", &a)
     }
 
-    fn exec(&self, ns: &str, cmd: &[&str]) -> Result<Output, LabError> {
+    pub(crate) fn exec(&self, ns: &str, cmd: &[&str]) -> Result<Output, LabError> {
         let mut a = vec!["netns", "exec", ns];
         a.extend_from_slice(cmd);
         run("ip", &a)
     }
 
-    fn spawn(
+    pub(crate) fn spawn(
         &mut self,
         tag: &str,
         ns: &str,
@@ -260,7 +271,7 @@ impl World {
     }
 
     /// Stops the background processes whose tag starts with `tag`.
-    fn stop(&mut self, tag: &str) {
+    pub(crate) fn stop(&mut self, tag: &str) {
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
             .into_iter()
             .partition(|(t, _)| t.starts_with(tag));
@@ -288,7 +299,7 @@ impl World {
 
     /// The underlay: a bridge in its own namespace, and one node per NODES
     /// entry attached to it.
-    fn underlay(&mut self) -> Result<(String, Vec<String>), LabError> {
+    pub(crate) fn underlay(&mut self) -> Result<(String, Vec<String>), LabError> {
         let sw = self.ns("sw")?;
         self.ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
         self.ip(&sw, &["link", "set", "br0", "up"])?;
@@ -374,7 +385,7 @@ impl Drop for World {
 }
 
 /// Checks that the lab can run here; says what is missing.
-fn preflight() -> Result<(), LabError> {
+pub(crate) fn preflight() -> Result<(), LabError> {
     if !crate::io::netdev::running_as_root() {
         return Err(err(
             "podwire lab needs root (it creates network namespaces, TUN devices and raw sockets); run it with sudo",
@@ -444,13 +455,11 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
 
     // The kernel's VXLAN on the same topology: the baseline.
     let kernel = {
-        let mut w = World {
-            prefix: format!("{prefix}k"),
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            dir: out_dir.clone(),
-            interrupted: Arc::clone(&interrupted),
-        };
+        let mut w = World::new(
+            format!("{prefix}k"),
+            out_dir.clone(),
+            Arc::clone(&interrupted),
+        );
         say(String::new());
         say("== baseline: the kernel's VXLAN (vxlan.calico on k8s-node1 and k8s-node2, as Felix sets it up) ==".into());
         let g = kernel_vxlan(&mut w, opts.seconds)?;
@@ -461,13 +470,11 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
     let mut results = Vec::new();
     let last = opts.modes.len().saturating_sub(1);
     for (i, &mode) in opts.modes.iter().enumerate() {
-        let mut w = World {
-            prefix: format!("{prefix}{}", &mode.name()[..1]),
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            dir: out_dir.clone(),
-            interrupted: Arc::clone(&interrupted),
-        };
+        let mut w = World::new(
+            format!("{prefix}{}", &mode.name()[..1]),
+            out_dir.clone(),
+            Arc::clone(&interrupted),
+        );
         say(String::new());
         say(format!("== {} ==", mode.title()));
         let r = run_mode(&mut w, &exe, mode, opts.seconds, kernel, &mut say)?;
@@ -510,6 +517,16 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
 /// Sets up the kernel's VXLAN between k8s-node1 and k8s-node2 with one
 /// veth pod each, and measures a TCP transfer.
 fn kernel_vxlan(w: &mut World, seconds: u32) -> Result<f64, LabError> {
+    let pods = kernel_vxlan_pods(w)?;
+    iperf(w, &pods[0], &pods[1], NODES[2].pods[0].1, seconds)
+}
+
+/// The address of the receiving pod of the benchmarks (k8s-node2's first).
+pub(crate) const POD2: &str = "10.2.169.138";
+
+/// k8s-node1 and k8s-node2 with the kernel's VXLAN as Felix sets it up, a
+/// veth pod on each as Calico attaches pods; returns the two pods.
+pub(crate) fn kernel_vxlan_pods(w: &mut World) -> Result<Vec<String>, LabError> {
     let (_, nodes) = w.underlay()?;
     let mac = |name: &str| crate::table::vtep_mac_for(name).to_string();
     let (n1, n2) = (&NODES[1], &NODES[2]);
@@ -660,7 +677,88 @@ fn kernel_vxlan(w: &mut World, seconds: u32) -> Result<f64, LabError> {
         pod_routes(w, &pod, me.pods[0].1)?;
         pods.push(pod);
     }
-    iperf(w, &pods[0], &pods[1], n2.pods[0].1, seconds)
+    Ok(pods)
+}
+
+/// k8s-node1 and k8s-node2 routing pod traffic in their kernels, as a
+/// Calico node does in BGP mode: a route per remote block via the other
+/// node, forwarding on, a veth pod on each; returns the two pods.
+pub(crate) fn kernel_direct_pods(w: &mut World) -> Result<Vec<String>, LabError> {
+    let (_, nodes) = w.underlay()?;
+    let (n1, n2) = (&NODES[1], &NODES[2]);
+    let mut pods = Vec::new();
+    for (me, peer, ns) in [(n1, n2, &nodes[1]), (n2, n1, &nodes[2])] {
+        let ns = ns.clone();
+        w.ip(
+            &ns,
+            &[
+                "route", "add", peer.block, "via", peer.ip, "dev", "eth0", "onlink",
+            ],
+        )?;
+        w.ip(
+            &ns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                "192.168.33.1",
+                "dev",
+                "eth0",
+                "onlink",
+            ],
+        )?;
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
+        let pod = w.ns(&format!("p{}", me.short))?;
+        w.ip(
+            &ns,
+            &[
+                "link", "add", "cali0", "type", "veth", "peer", "name", "eth0", "netns", &pod,
+            ],
+        )?;
+        w.ip(
+            &ns,
+            &["link", "set", "cali0", "address", "ee:ee:ee:ee:ee:ee", "up"],
+        )?;
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.conf.cali0.proxy_arp=1",
+            ],
+        )?;
+        w.ip(
+            &ns,
+            &[
+                "route",
+                "add",
+                me.pods[0].1,
+                "dev",
+                "cali0",
+                "scope",
+                "link",
+            ],
+        )?;
+        pod_routes(w, &pod, me.pods[0].1)?;
+        pods.push(pod);
+    }
+    Ok(pods)
 }
 
 /// A TCP transfer from `from` to `to_ip` in `to`, in Gbit/s.
@@ -725,48 +823,7 @@ fn run_mode(
     w.spawn("tcpdump", &sw, &capture, None)?;
     // Let it open the device before anything is sent.
     std::thread::sleep(Duration::from_millis(300));
-    let mut controls = Vec::new();
-    for (n, ns) in NODES.iter().zip(&nodes) {
-        let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.name));
-        let log = w.dir.join(format!("lab-{}-{}.log", mode.name(), n.name));
-        let c = control.to_string_lossy().into_owned();
-        w.spawn(
-            &format!("podwire-{}", n.name),
-            ns,
-            &[
-                exe,
-                "run",
-                "--config",
-                &config,
-                "--node",
-                n.name,
-                "--control",
-                &c,
-            ],
-            Some(&log),
-        )?;
-        controls.push(control);
-    }
-    for c in &controls {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while crate::daemon::control::request(c, "stats", false).is_err() {
-            w.check()?;
-            if Instant::now() > deadline {
-                return Err(err(format!(
-                    "a podwire daemon did not start; see the logs in {}",
-                    w.dir.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let mut pods = Vec::new();
-    for (n, ns) in NODES.iter().zip(&nodes) {
-        for (k, (iface, ip)) in n.pods.iter().enumerate() {
-            let short = format!("p{}{}", n.short, ["a", "b"][k]);
-            pods.push((w.pod(ns, &short, iface, ip)?, *ip));
-        }
-    }
+    let (controls, pods) = podwire_cluster(w, exe, &config, mode, &nodes)?;
     say("k8s-node1's tables (podwire show routes, neigh, fdb):".into());
     for topic in ["routes", "neigh", "fdb"] {
         let text = crate::daemon::control::request(&controls[1], topic, false)
@@ -854,6 +911,64 @@ fn pcap_records(b: &[u8]) -> usize {
         n += 1;
     }
     n
+}
+
+/// A pod: its namespace and its address.
+pub(crate) type Pod = (String, &'static str);
+
+/// Starts podwire on every node of `nodes` (from [`World::underlay`]) with
+/// `config`, waits for the daemons, and makes the pods; returns the
+/// control sockets and the pods (namespace, address), two per node.
+pub(crate) fn podwire_cluster(
+    w: &mut World,
+    exe: &str,
+    config: &str,
+    mode: Mode,
+    nodes: &[String],
+) -> Result<(Vec<PathBuf>, Vec<Pod>), LabError> {
+    let mut controls = Vec::new();
+    for (n, ns) in NODES.iter().zip(nodes) {
+        let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.name));
+        let log = w.dir.join(format!("lab-{}-{}.log", mode.name(), n.name));
+        let c = control.to_string_lossy().into_owned();
+        w.spawn(
+            &format!("podwire-{}", n.name),
+            ns,
+            &[
+                exe,
+                "run",
+                "--config",
+                config,
+                "--node",
+                n.name,
+                "--control",
+                &c,
+            ],
+            Some(&log),
+        )?;
+        controls.push(control);
+    }
+    for c in &controls {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::daemon::control::request(c, "stats", false).is_err() {
+            w.check()?;
+            if Instant::now() > deadline {
+                return Err(err(format!(
+                    "a podwire daemon did not start; see the logs in {}",
+                    w.dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut pods = Vec::new();
+    for (n, ns) in NODES.iter().zip(nodes) {
+        for (k, (iface, ip)) in n.pods.iter().enumerate() {
+            let short = format!("p{}{}", n.short, ["a", "b"][k]);
+            pods.push((w.pod(ns, &short, iface, ip)?, *ip));
+        }
+    }
+    Ok((controls, pods))
 }
 
 /// Leaves `w` running: records it for `--down` and prints how to explore it.

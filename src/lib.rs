@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 pub mod daemon;
 pub mod io;

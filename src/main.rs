@@ -91,6 +91,31 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
         seconds: u32,
     },
+    /// Measure throughput on the lab's topology: the kernel's VXLAN and
+    /// routing, and podwire's VXLAN, IPIP and direct modes, with iperf3
+    /// (one TCP stream, four, and 64-byte UDP), alternating the paths in
+    /// each round; prints the medians with each podwire path's ratio to its
+    /// kernel baseline. As root.
+    #[command(
+        after_help = "Examples:\n  sudo podwire bench\n  sudo podwire bench --rounds 3 --json --plot bench.svg"
+    )]
+    Bench {
+        /// Rounds; each runs every path once.
+        #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+        rounds: u16,
+        /// Seconds of each iperf3 test.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
+        seconds: u32,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the medians as a bar chart in this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        /// Where the daemons' logs and cluster files go.
+        #[arg(long, value_name = "DIR", default_value = "bench-out")]
+        out: PathBuf,
+    },
     /// Ask a running daemon for its tables or counters.
     #[command(
         after_help = "Examples:\n  podwire show routes\n  podwire show stats --json --control /run/podwire/node1.sock"
@@ -219,6 +244,28 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podwire lab: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            rounds,
+            seconds,
+            json,
+            plot,
+            out,
+        } => {
+            let opts = podwire::bench::Options {
+                rounds: usize::from(rounds),
+                seconds,
+                json,
+                plot,
+                out,
+            };
+            match podwire::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire bench: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,0 +1,379 @@
+//! `podwire bench`: throughput of podwire beside the kernel, on the lab's
+//! topology, in the same run.
+//!
+//! Paths: `kernel-vxlan` (`vxlan.calico` on both nodes, as Felix sets it
+//! up), `kernel-direct` (the nodes' kernels routing pod traffic, as in
+//! Calico's BGP mode), and `podwire-vxlan`, `podwire-ipip`,
+//! `podwire-direct`. Tests, from a pod on k8s-node1 to a pod on k8s-node2
+//! with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
+//! datagrams as fast as they go; received packets per second). Each round
+//! runs every path once, in the same order, so that drift on this shared
+//! machine hits all of them alike; the report is the median of the rounds.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::lab::{self, LabError, Mode, World, err};
+
+/// The paths `podwire bench` measures.
+pub const PATHS: [&str; 5] = [
+    "kernel-vxlan",
+    "kernel-direct",
+    "podwire-vxlan",
+    "podwire-ipip",
+    "podwire-direct",
+];
+
+/// The tests it runs on each path.
+pub const TESTS: [&str; 3] = ["tcp1", "tcp4", "udp64"];
+
+/// What `podwire bench` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rounds: usize,
+    pub seconds: u32,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// One measured series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub path: String,
+    pub test: String,
+    pub unit: String,
+    pub median: f64,
+    pub samples: Vec<f64>,
+}
+
+/// The whole result, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub rounds: usize,
+    pub results: Vec<Series>,
+}
+
+fn unit(test: &str) -> &'static str {
+    if test == "udp64" { "kpps" } else { "Gbit/s" }
+}
+
+/// The kernel path a podwire path is compared with.
+pub fn baseline(path: &str) -> Option<&'static str> {
+    match path {
+        "podwire-vxlan" | "podwire-ipip" => Some("kernel-vxlan"),
+        "podwire-direct" => Some("kernel-direct"),
+        _ => None,
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Runs one iperf3 test from `from` to `to_ip` (server in `to`).
+fn measure(
+    w: &mut World,
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    test: &str,
+    seconds: u32,
+) -> Result<f64, LabError> {
+    w.check()?;
+    w.spawn("iperf-server", to, &["iperf3", "-s", "-1"], None)?;
+    let secs = seconds.to_string();
+    let mut args = vec!["iperf3", "-c", to_ip, "-t", &secs, "-J"];
+    match test {
+        "tcp4" => args.extend(["-P", "4"]),
+        "udp64" => args.extend(["-u", "-l", "64", "-b", "0"]),
+        _ => {}
+    }
+    let mut out = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let o = w.exec(from, &args)?;
+        if o.status.success() {
+            out = Some(o);
+            break;
+        }
+        w.check()?;
+    }
+    w.stop("iperf-server");
+    let out = out.ok_or_else(|| err(format!("iperf3 {test} to {to_ip} failed")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| err(format!("iperf3 output: {e}")))?;
+    Ok(if test == "udp64" {
+        let sum = &v["end"]["sum"];
+        let received =
+            sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
+        received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3
+    } else {
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e9
+    })
+}
+
+/// Builds `path` in `w`; returns the sending and receiving pods.
+fn build(w: &mut World, exe: &str, path: &str) -> Result<(String, String), LabError> {
+    let pods = match path {
+        "kernel-vxlan" => lab::kernel_vxlan_pods(w)?,
+        "kernel-direct" => lab::kernel_direct_pods(w)?,
+        _ => {
+            let mode = match path {
+                "podwire-vxlan" => Mode::Vxlan,
+                "podwire-ipip" => Mode::Ipip,
+                _ => Mode::Direct,
+            };
+            let config = w.dir.join(format!("bench-{}.yaml", mode.name()));
+            std::fs::write(&config, lab::cluster_yaml(mode)).map_err(|e| err(e.to_string()))?;
+            let (_, nodes) = w.underlay()?;
+            let config = config.to_string_lossy().into_owned();
+            let (_, pods) = lab::podwire_cluster(w, exe, &config, mode, &nodes)?;
+            // Pods: m-a, m-b, 1-a, 1-b, 2-a, 2-b.
+            vec![pods[2].0.clone(), pods[4].0.clone()]
+        }
+    };
+    Ok((pods[0].clone(), pods[1].clone()))
+}
+
+/// Runs the benchmark; prints progress to `log` and the report to `out`.
+pub fn run(
+    opts: &Options,
+    out: &mut dyn std::io::Write,
+    log: &mut dyn std::io::Write,
+) -> Result<Report, LabError> {
+    lab::preflight()?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| err(format!("{}: {e}", opts.out.display())))?;
+    let dir = opts.out.canonicalize().map_err(|e| err(e.to_string()))?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| err(e.to_string()))?;
+    let exe = exe.to_string_lossy().into_owned();
+    let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
+    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
+    for round in 0..opts.rounds {
+        for (p, path) in PATHS.iter().enumerate() {
+            let mut w = World::new(
+                format!("{prefix}{p}"),
+                dir.clone(),
+                Arc::clone(&interrupted),
+            );
+            let (from, to) = build(&mut w, &exe, path)?;
+            for (t, test) in TESTS.iter().enumerate() {
+                let v = measure(&mut w, &from, &to, lab::POD2, test, opts.seconds)?;
+                let _ = writeln!(
+                    log,
+                    "round {}/{} {path:<15} {test:<6} {v:>9.2} {}",
+                    round + 1,
+                    opts.rounds,
+                    unit(test)
+                );
+                samples[p][t].push(v);
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for (p, path) in PATHS.iter().enumerate() {
+        for (t, test) in TESTS.iter().enumerate() {
+            results.push(Series {
+                path: path.to_string(),
+                test: test.to_string(),
+                unit: unit(test).to_string(),
+                median: median(&samples[p][t]),
+                samples: samples[p][t].clone(),
+            });
+        }
+    }
+    let report = Report {
+        rounds: opts.rounds,
+        results,
+    };
+    if opts.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let _ = write!(out, "{}", table(&report));
+    }
+    if let Some(plot) = &opts.plot {
+        std::fs::write(plot, svg(&report)).map_err(|e| err(format!("{}: {e}", plot.display())))?;
+    }
+    Ok(report)
+}
+
+fn find<'a>(r: &'a Report, path: &str, test: &str) -> Option<&'a Series> {
+    r.results.iter().find(|s| s.path == path && s.test == test)
+}
+
+/// The table of medians, each podwire path with its ratio to its baseline.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "medians of {} round(s)", r.rounds);
+    let _ = write!(s, "{:<15}", "path");
+    for t in TESTS {
+        let _ = write!(s, " {:>22}", format!("{t} ({})", unit(t)));
+    }
+    let _ = writeln!(s);
+    for path in PATHS {
+        let _ = write!(s, "{path:<15}");
+        for test in TESTS {
+            let v = find(r, path, test).map_or(0.0, |x| x.median);
+            let cell = match baseline(path).and_then(|b| find(r, b, test)) {
+                Some(b) if b.median > 0.0 => format!("{v:.2} ({:.2}x)", v / b.median),
+                _ => format!("{v:.2}"),
+            };
+            let _ = write!(s, " {cell:>22}");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "(ratios: podwire-vxlan and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct)"
+    );
+    s
+}
+
+/// A bar chart of the medians, one group per test, one bar per path,
+/// each group scaled to its own maximum.
+pub fn svg(r: &Report) -> String {
+    const COLORS: [&str; 5] = ["#4c72b0", "#8172b2", "#dd8452", "#c44e52", "#55a868"];
+    let (w, h, group_w, bar_w, top, chart_h) = (760.0, 360.0, 240.0, 36.0, 50.0, 220.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="24" font-size="15" text-anchor="middle">podwire bench: medians of {} round(s)</text>"#,
+        w / 2.0,
+        r.rounds
+    );
+    for (g, test) in TESTS.iter().enumerate() {
+        let max = PATHS
+            .iter()
+            .filter_map(|p| find(r, p, test))
+            .map(|x| x.median)
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
+        let x0 = 20.0 + g as f64 * group_w;
+        for (i, path) in PATHS.iter().enumerate() {
+            let v = find(r, path, test).map_or(0.0, |x| x.median);
+            let bh = chart_h * v / max;
+            let x = x0 + 10.0 + i as f64 * (bar_w + 6.0);
+            let y = top + chart_h - bh;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w}" height="{bh:.1}" fill="{}"><title>{path} {test}: {v:.2} {}</title></rect>"#,
+                COLORS[i],
+                unit(test)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{v:.1}</text>"#,
+                x + bar_w / 2.0,
+                y - 4.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="13">{test} ({})</text>"#,
+            x0 + group_w / 2.0,
+            top + chart_h + 20.0,
+            unit(test)
+        );
+    }
+    for (i, path) in PATHS.iter().enumerate() {
+        let x = 20.0 + i as f64 * 148.0;
+        let y = h - 30.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{}"/>"#,
+            COLORS[i]
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{path}</text>"#,
+            x + 16.0,
+            y + 10.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut results = Vec::new();
+        for (i, path) in PATHS.iter().enumerate() {
+            for test in TESTS {
+                let samples = vec![1.0 + i as f64, 3.0 + i as f64, 2.0 + i as f64];
+                results.push(Series {
+                    path: path.to_string(),
+                    test: test.to_string(),
+                    unit: unit(test).to_string(),
+                    median: median(&samples),
+                    samples,
+                });
+            }
+        }
+        Report { rounds: 3, results }
+    }
+
+    #[test]
+    fn medians_ratios_json_and_svg() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let r = report();
+        let t = table(&r);
+        // podwire-vxlan (median 4) against kernel-vxlan (median 2): 2x.
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("podwire-vxlan") && l.contains("4.00 (2.00x)")),
+            "{t}"
+        );
+        // podwire-direct (6) against kernel-direct (3): 2x.
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("podwire-direct") && l.contains("6.00 (2.00x)")),
+            "{t}"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(j["rounds"], 3);
+        assert_eq!(j["results"][0]["path"], "kernel-vxlan");
+        assert_eq!(j["results"][0]["test"], "tcp1");
+        assert_eq!(j["results"][0]["unit"], "Gbit/s");
+        assert_eq!(j["results"][2]["unit"], "kpps");
+        assert_eq!(j["results"][0]["samples"].as_array().unwrap().len(), 3);
+        let svg = svg(&r);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<rect").count(),
+            15 + 5,
+            "a bar per path and test, and the legend"
+        );
+    }
+}

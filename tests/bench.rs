@@ -1,0 +1,62 @@
+//! `podwire bench` in a short form: every path and test measured, the JSON
+//! shape of the issue, the SVG chart, nothing left behind.
+
+mod common;
+
+use std::process::Command;
+
+use common::{PODWIRE, must, root_or_skip};
+
+#[test]
+fn bench_measures_every_path() {
+    if !root_or_skip("bench_measures_every_path") {
+        return;
+    }
+    let lab = common::Lab::new();
+    let svg = lab.dir.join("bench.svg");
+    let out = Command::new(PODWIRE)
+        .args(["bench", "--rounds", "1", "--seconds", "1", "--json"])
+        .args([
+            "--plot",
+            svg.to_str().unwrap(),
+            "--out",
+            lab.dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["rounds"], 1);
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 15);
+    for path in [
+        "kernel-vxlan",
+        "kernel-direct",
+        "podwire-vxlan",
+        "podwire-ipip",
+        "podwire-direct",
+    ] {
+        for (test, unit) in [("tcp1", "Gbit/s"), ("tcp4", "Gbit/s"), ("udp64", "kpps")] {
+            let r = results
+                .iter()
+                .find(|r| r["path"] == path && r["test"] == test)
+                .unwrap_or_else(|| panic!("no {path} {test}"));
+            assert_eq!(r["unit"], unit);
+            let median = r["median"].as_f64().unwrap();
+            assert!(median > 0.0, "{path} {test}: {median}");
+            assert_eq!(r["samples"].as_array().unwrap().len(), 1);
+        }
+    }
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("podwire-vxlan tcp1"));
+    let left: Vec<String> = must("ip", &["netns", "list"])
+        .lines()
+        .filter(|l| l.starts_with("pwbench"))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
