@@ -19,9 +19,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::stats::Mode;
 use super::{EndpointIo, Shared, Snapshot};
 use crate::io::socket::{BATCH, MAX_SEGMENTS, RawSender, Received, Receiver, SegmentSender};
-use crate::io::tun::{GROTable, VIRTIO_NET_HDR_LEN};
+use crate::io::tun::VIRTIO_NET_HDR_LEN;
 use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, UdpChecksum, Verdict};
 use crate::table::{EndpointId, Via};
+use crate::wire::tcp_gro;
 use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
 
 /// The largest packet a buffer holds after its headroom.
@@ -33,8 +34,8 @@ const FRAG_BUFS: usize = 64;
 const RX_BUFS: usize = 256;
 /// Segments a TUN read may need; fewer free buffers than this flushes first.
 const SEGMENTS_PER_READ: usize = 128;
-/// Packets queued for endpoints before a write.
-const TUN_TX: usize = 128;
+/// The most segments merged into one TUN write.
+const MAX_MERGE: usize = 64;
 
 pub const WAKER: Token = Token(0);
 const IPIP_RX: Token = Token(1);
@@ -54,6 +55,16 @@ pub struct WorkerIo {
     /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
     /// without it, VXLAN goes out of `raw_tx` with a software checksum.
     pub vxlan_tx: Option<SegmentSender>,
+}
+
+/// A packet waiting to be written to an endpoint.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    to: EndpointId,
+    frag: bool,
+    buf: usize,
+    start: usize,
+    end: usize,
 }
 
 /// A packet waiting in the transmit batch.
@@ -108,12 +119,9 @@ pub struct Worker {
     original: Vec<u8>,
     /// Segment lengths of the last TUN read.
     sizes: Vec<usize>,
-    /// Packets waiting to be written to endpoints, at HEADROOM in each
-    /// buffer, and their endpoint; `tun_used` of them are in use.
-    tun_tx: Vec<Vec<u8>>,
-    tun_dst: Vec<EndpointId>,
-    tun_used: usize,
-    gro: GROTable,
+    /// Packets waiting to be written to endpoints (in `bufs` or
+    /// `frag_bufs`, not copied).
+    deliveries: Vec<Delivery>,
     received: Vec<Received>,
     pending: Vec<Pending>,
     /// Direct-mode frames waiting for the packet socket.
@@ -164,12 +172,7 @@ impl Worker {
             frag_bufs: (0..FRAG_BUFS).map(|_| buf()).collect(),
             original: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET],
             sizes: vec![0; RX_BUFS],
-            tun_tx: (0..TUN_TX)
-                .map(|_| Vec::with_capacity(HEADROOM + VIRTIO_NET_HDR_LEN + MAX_PACKET))
-                .collect(),
-            tun_dst: vec![EndpointId(0); TUN_TX],
-            tun_used: 0,
-            gro: GROTable::default(),
+            deliveries: Vec::with_capacity(RX_BUFS + FRAG_BUFS),
             received: vec![Received::default(); BATCH],
             pending: Vec::with_capacity(BATCH + FRAG_BUFS),
             pending_frames: Vec::with_capacity(BATCH + FRAG_BUFS),
@@ -574,8 +577,8 @@ impl Worker {
         }
     }
 
-    /// Queues a packet for an endpoint's TUN queue (a copy into a write
-    /// buffer, where segments of one flow can be coalesced).
+    /// Queues a packet for an endpoint's TUN queue; it is written (without
+    /// a copy) when the batch is flushed.
     #[allow(clippy::too_many_arguments)]
     fn write_endpoint(
         &mut self,
@@ -591,48 +594,112 @@ impl Worker {
             self.stats().drop(DropReason::NotLocal);
             return;
         };
-        if self.tun_used == self.tun_tx.len() {
-            self.flush_endpoints(snap);
-        }
-        let pool = if frag { &self.frag_bufs } else { &self.bufs };
-        let data = &pool[buf][start..end];
-        let out = &mut self.tun_tx[self.tun_used];
-        out.clear();
-        out.resize(HEADROOM, 0);
-        out.extend_from_slice(data);
-        self.tun_dst[self.tun_used] = to;
-        self.tun_used += 1;
-        ep.stats[self.index].to_workload.add(data.len());
-        self.shared.workers[self.index].rx(mode, data.len());
+        ep.stats[self.index].to_workload.add(end - start);
+        self.shared.workers[self.index].rx(mode, end - start);
+        self.deliveries.push(Delivery {
+            to,
+            frag,
+            buf,
+            start,
+            end,
+        });
     }
 
-    /// Writes the queued packets, one call per run of packets for the same
-    /// endpoint (so nothing is reordered within an endpoint).
+    /// Writes the queued packets, endpoint by endpoint in their order. With
+    /// offloads, consecutive TCP segments of one flow go in one gathered
+    /// write as a super-packet (`wire::tcp_gro`); anything else goes alone.
     fn flush_endpoints(&mut self, snap: &Snapshot) {
-        let mut a = 0;
-        while a < self.tun_used {
-            let to = self.tun_dst[a];
-            let mut b = a + 1;
-            while b < self.tun_used && self.tun_dst[b] == to {
-                b += 1;
-            }
-            if let Some(queue) = snap
+        let list = std::mem::take(&mut self.deliveries);
+        let data = |d: &Delivery| -> &[u8] {
+            let pool = if d.frag { &self.frag_bufs } else { &self.bufs };
+            &pool[d.buf][d.start..d.end]
+        };
+        let stats = &self.shared.workers[self.index];
+        let mut failed = 0;
+        let mut last_error = None;
+        let mut i = 0;
+        while i < list.len() {
+            let to = list[i].to;
+            let queue = snap
                 .endpoints
                 .get(to.index())
-                .and_then(|e| e.queues.get(self.index))
-            {
-                self.shared.workers[self.index].syscalls(1);
-                if let Err(e) =
-                    queue.send_coalesced(&mut self.gro, &mut self.tun_tx[a..b], HEADROOM)
-                {
-                    self.shared.workers[self.index].drops(DropReason::TxFull, b - a);
-                    let interface = snap.endpoints[to.index()].interface.clone();
-                    self.log_io_error("write to endpoint", &interface, &e);
+                .and_then(|e| e.queues.get(self.index));
+            let Some(queue) = queue else {
+                i += 1;
+                continue;
+            };
+            let first = data(&list[i]);
+            if !queue.offload() {
+                stats.syscalls(1);
+                if let Err(e) = queue.send(first) {
+                    failed += 1;
+                    last_error = Some((to, e));
+                }
+                i += 1;
+                continue;
+            }
+            // Extend a run of mergeable segments from packet i.
+            let mut j = i + 1;
+            let head = tcp_gro::segment(first).filter(|_| tcp_gro::tcp_checksum_valid(first));
+            let (mut merged, mut last, mut psh) =
+                head.map_or((0, 0, true), |f| (f.payload_len, f.payload_len, f.psh));
+            if let Some(f) = &head {
+                while j < list.len() && j - i < MAX_MERGE && !psh && list[j].to == to {
+                    let next = data(&list[j]);
+                    let Some(s) = tcp_gro::segment(next) else {
+                        break;
+                    };
+                    if !tcp_gro::may_follow(first, f, merged, next, &s, last)
+                        || !tcp_gro::tcp_checksum_valid(next)
+                    {
+                        break;
+                    }
+                    merged += s.payload_len;
+                    last = s.payload_len;
+                    psh = s.psh;
+                    j += 1;
                 }
             }
-            a = b;
+            let mut block = [0u8; tcp_gro::MAX_HEADER_BLOCK];
+            let mut parts = [std::io::IoSlice::new(&[]); MAX_MERGE + 1];
+            let n = match head {
+                Some(f) if j - i >= 2 => {
+                    let len = tcp_gro::header_block(first, &f, merged, psh, &mut block);
+                    parts[0] = std::io::IoSlice::new(&block[..len]);
+                    for (k, d) in list[i..j].iter().enumerate() {
+                        let p = data(d);
+                        let hl = if k == 0 {
+                            f.header_len
+                        } else {
+                            tcp_gro::segment(p).map_or(0, |s| s.header_len)
+                        };
+                        parts[k + 1] = std::io::IoSlice::new(&p[hl..]);
+                    }
+                    j - i + 1
+                }
+                _ => {
+                    j = i + 1;
+                    parts[0] = std::io::IoSlice::new(&tcp_gro::PLAIN_VNET_HDR);
+                    parts[1] = std::io::IoSlice::new(first);
+                    2
+                }
+            };
+            stats.syscalls(1);
+            if let Err(e) = queue.send_vectored(&parts[..n]) {
+                failed += j - i;
+                last_error = Some((to, e));
+            }
+            i = j;
         }
-        self.tun_used = 0;
+        if failed > 0 {
+            stats.drops(DropReason::TxFull, failed);
+            if let Some((to, e)) = last_error {
+                let interface = snap.endpoints[to.index()].interface.clone();
+                self.log_io_error("write to endpoint", &interface, &e);
+            }
+        }
+        self.deliveries = list;
+        self.deliveries.clear();
     }
 
     /// Decapsulates every packet waiting on the IPIP or the VXLAN socket.

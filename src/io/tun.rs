@@ -12,12 +12,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
+pub use tun_rs::VIRTIO_NET_HDR_LEN;
 use tun_rs::{DeviceBuilder, SyncDevice};
-pub use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 /// One queue of a TUN device, non-blocking.
 pub struct TunQueue {
     dev: SyncDevice,
+    offload: bool,
 }
 
 impl std::fmt::Debug for TunQueue {
@@ -56,17 +57,16 @@ impl TunQueue {
         self.dev.recv_multiple(original, bufs, sizes, offset)
     }
 
-    /// Writes packets, each at `offset` in its buffer (which needs
-    /// [`VIRTIO_NET_HDR_LEN`] free bytes before it): with offloads, TCP
-    /// segments of one flow are first coalesced into super-packets
-    /// (userspace GRO), so the pod's kernel gets few, large writes.
-    pub fn send_coalesced(
-        &self,
-        gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
-        offset: usize,
-    ) -> io::Result<usize> {
-        self.dev.send_multiple(gro, bufs, offset)
+    /// True when the device has offloads: every write then starts with a
+    /// `virtio_net_hdr` (see `wire::tcp_gro`).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Writes one packet gathered from `parts` (a single `writev`).
+    #[inline]
+    pub fn send_vectored(&self, parts: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        self.dev.send_vectored(parts)
     }
 }
 
@@ -94,9 +94,15 @@ pub fn create(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<
     for _ in 1..queues.max(1) {
         let q = first.try_clone()?;
         q.set_nonblocking(true)?;
-        out.push(TunQueue { dev: q });
+        out.push(TunQueue { dev: q, offload });
     }
     first.set_nonblocking(true)?;
-    out.insert(0, TunQueue { dev: first });
+    out.insert(
+        0,
+        TunQueue {
+            dev: first,
+            offload,
+        },
+    );
     Ok(out)
 }

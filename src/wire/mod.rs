@@ -6,6 +6,7 @@
 
 pub mod checksum;
 pub mod ipv4;
+pub mod tcp_gro;
 pub mod vxlan;
 
 use std::fmt;
