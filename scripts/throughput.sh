@@ -7,7 +7,8 @@
 #
 # Usage: scripts/throughput.sh [SECONDS] [PODWIRE_BINARY]
 # Environment: MODES="vxlan ipip" (podwire modes to run), SKIP_KERNEL=1 (no
-# kernel baseline), PERF=FILE (perf record -a -g for 3 s mid-transfer).
+# kernel baseline), PERF=FILE (perf record -a -g for 3 s mid-transfer),
+# PODWIRE_FLAGS="--no-tun-offload ..." (extra flags for podwire run).
 set -euo pipefail
 SECS=${1:-5}
 BIN=${2:-target/release/podwire}
@@ -116,7 +117,8 @@ spec: {node: k8s-node2, interfaceName: cali2, ipNetworks: [10.2.169.138/32]}
 YAML
   topology
   for i in 1 2; do
-    RUST_LOG=warn ip netns exec "$R-n$i" "$BIN" run --config "$cfg" --node "k8s-node$i" --control "$DIR/n$i.sock" & PIDS+=($!)
+    # shellcheck disable=SC2086
+    RUST_LOG=warn ip netns exec "$R-n$i" "$BIN" run --config "$cfg" --node "k8s-node$i" --control "$DIR/n$i.sock" ${PODWIRE_FLAGS:-} & PIDS+=($!)
   done
   for i in 1 2; do
     for _ in $(seq 100); do ip -n "$R-n$i" link show "cali$i" >/dev/null 2>&1 && break; sleep 0.05; done
