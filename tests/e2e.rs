@@ -268,6 +268,15 @@ fn end_to_end(mode: &str) {
     }
     let stats = c.lab.stats(&c.ctl[0]);
     assert_eq!(stats["workers"], if mode == "vxlan" { 2 } else { 1 });
+    // Offloads are on by default, and reported.
+    for offload in ["tun", "udp_segment", "udp_gro"] {
+        assert_eq!(stats["offloads"][offload], true, "{offload}: {stats}");
+    }
+    assert!(
+        c.lab
+            .show(&c.ctl[0], "stats", false)
+            .contains("offloads: tun on, udp-segment on, udp-gro on")
+    );
     // The same counters in the Prometheus format.
     let metrics = c.lab.must_exec(
         &c.n[0],

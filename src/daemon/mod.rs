@@ -78,12 +78,14 @@ pub struct Shared {
     pub neighbours: ArcSwap<neigh::Neighbours>,
     /// The refresher, which a worker wakes when it misses a neighbour.
     pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
+    pub offloads: stats::Offloads,
 }
 
 impl Shared {
     /// The counters, summed, with endpoint totals.
     pub fn totals(&self) -> stats::Totals {
         let mut t = stats::sum(&self.workers);
+        t.offloads = self.offloads;
         t.uptime_seconds = self.started.elapsed().as_secs();
         t.reloads = self.reloads.load(Ordering::Relaxed);
         t.reloads_rejected = self.reloads_rejected.load(Ordering::Relaxed);
@@ -373,6 +375,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     // The kernel must not also forward (or answer for) the pod traffic that
     // arrives on the underlay in direct mode: forwarding off on that device.
     let forwarding = underlay.as_ref().and_then(|u| u.stop_forwarding());
+    let offloads = stats::Offloads {
+        tun: opts.tun_offload,
+        udp_segment: opts.udp_segment,
+        udp_gro: ios
+            .iter()
+            .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
+    };
     let snap = snapshot(tables, 0, threads, opts.tun_offload, None)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
@@ -384,6 +393,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         underlay,
         neighbours: ArcSwap::from_pointee(neigh::Neighbours::default()),
         neigh_thread: std::sync::OnceLock::new(),
+        offloads,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;

@@ -155,9 +155,21 @@ pub struct ModeTotals {
     pub rx: FlowCount,
 }
 
+/// Which offloads the daemon runs with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Offloads {
+    /// TUN devices with `IFF_VNET_HDR`, checksum and TSO.
+    pub tun: bool,
+    /// VXLAN sent with `UDP_SEGMENT` and checksum offload.
+    pub udp_segment: bool,
+    /// VXLAN received with `UDP_GRO`.
+    pub udp_gro: bool,
+}
+
 /// Everything `podwire show stats` prints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Totals {
+    pub offloads: Offloads,
     pub uptime_seconds: u64,
     pub workers: usize,
     pub reloads: u64,
@@ -226,6 +238,14 @@ impl Totals {
             s,
             "uptime {}s, {} worker(s), {} reload(s), {} rejected",
             self.uptime_seconds, self.workers, self.reloads, self.reloads_rejected
+        );
+        let on = |b: bool| if b { "on" } else { "off" };
+        let _ = writeln!(
+            s,
+            "offloads: tun {}, udp-segment {}, udp-gro {}",
+            on(self.offloads.tun),
+            on(self.offloads.udp_segment),
+            on(self.offloads.udp_gro)
         );
         let _ = writeln!(
             s,

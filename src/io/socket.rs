@@ -346,6 +346,7 @@ pub struct Receiver {
     sock: Socket,
     state: RecvState,
     want_tos: bool,
+    gro: bool,
 }
 
 impl Receiver {
@@ -368,8 +369,10 @@ impl Receiver {
         sock.bind(&SockAddr::from(addr))?;
         // Coalesced receive where the kernel has it (5.0+); without it every
         // datagram comes on its own, which still works.
-        let _ = set_int(&sock, libc::SOL_UDP, UDP_GRO, 1);
-        Self::with(sock, true)
+        let gro = set_int(&sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let mut rx = Self::with(sock, true)?;
+        rx.gro = gro;
+        Ok(rx)
     }
 
     /// An `AF_PACKET` socket on interface `ifindex` that receives the IPv4
@@ -455,7 +458,13 @@ impl Receiver {
             sock,
             state: RecvState::new(),
             want_tos,
+            gro: false,
         })
+    }
+
+    /// True when the kernel coalesces datagrams for this socket (`UDP_GRO`).
+    pub fn gro(&self) -> bool {
+        self.gro
     }
 
     /// Receives up to [`BATCH`] datagrams into `bufs`.
