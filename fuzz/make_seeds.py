@@ -293,6 +293,25 @@ def config_seeds():
     return s
 
 
+def control_seeds():
+    """Control-socket requests: one selector byte (the cluster) then what a
+    client writes."""
+    s = {}
+    for i, topic in enumerate(["routes", "neigh", "fdb", "endpoints", "stats"]):
+        s[f"{topic}"] = bytes([i % 4]) + f"show {topic}\n".encode()
+        s[f"{topic}-json"] = bytes([(i + 1) % 4]) + f"show {topic} json\n".encode()
+    s["padded"] = b"\x00  show \t routes   json \r\n"
+    s["no-newline"] = b"\x01show fdb"
+    s["two-lines"] = b"\x02show neigh\nshow stats json\n"
+    s["unknown-topic"] = b"\x00show route\n"
+    s["unknown-option"] = b"\x00show routes yaml\n"
+    s["extra-word"] = b"\x00show routes json please\n"
+    s["not-utf8"] = b"\x00show \xff\xfe\n"
+    s["too-long"] = b"\x00" + b"show " + b"x" * 300
+    s["empty"] = b"\x00"
+    return s
+
+
 def regressions():
     """Inputs that show the library bugs the fuzzers found (see
     regressions/README.md). They pass the default checks, which tolerate
@@ -360,6 +379,7 @@ def main():
         "egress": egress_seeds(),
         "frag": frag_seeds(),
         "config": config_seeds(),
+        "control": control_seeds(),
     }
     total = 0
     for target, seeds in targets.items():

@@ -268,3 +268,67 @@ pub fn frag(input: FragInput) {
         other => panic!("{}: not fragmented: {other:?}", c.name),
     }
 }
+
+/// `control`: arbitrary bytes as what a client writes to the control
+/// socket (the daemon reads at most `MAX_REQUEST` bytes, up to the first
+/// newline). One selector byte picks the cluster whose k8s-node1 tables
+/// answer; the rest is the request.
+///
+/// - `respond` never panics; its answer is whole lines (or nothing, for
+///   an empty table);
+/// - a refusal is exactly one line starting with `error: ` and bounded in
+///   size (the request is quoted, escaped, never more);
+/// - an accepted request is exactly the canonical words: the first line,
+///   split on whitespace, is `show <topic>` or `show <topic> json`, and
+///   printing the parsed request and parsing it again gives it back;
+/// - the answer is `render` of the request: a JSON answer parses as JSON
+///   (an array for routes/neigh/fdb/endpoints, an object for stats), a
+///   text answer for routes is `Tables::routes_text()`.
+pub fn control(data: &[u8]) {
+    use podwire::daemon::control::{self, MAX_REQUEST, Topic};
+    use podwire::daemon::stats::Totals;
+
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let bytes = &rest[..rest.len().min(MAX_REQUEST)];
+    let t = cluster(sel).local();
+    let totals = || Totals {
+        workers: 1,
+        ..Totals::default()
+    };
+    let answer = control::respond(bytes, t, totals);
+    // Empty tables print nothing, as `ip route` does; anything else is lines.
+    assert!(answer.is_empty() || answer.ends_with('\n'), "{answer:?}");
+    match control::parse(bytes) {
+        Err(refusal) => {
+            assert_eq!(answer, refusal);
+            assert!(answer.starts_with("error: "), "{answer:?}");
+            assert_eq!(answer.matches('\n').count(), 1, "{answer:?}");
+            // Escaped as Rust's Debug does: at most 10 characters a byte.
+            assert!(answer.len() <= 120 + 10 * MAX_REQUEST, "{}", answer.len());
+        }
+        Ok(req) => {
+            assert!(!answer.starts_with("error: "), "{answer:?}");
+            let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+            let words: Vec<&str> = std::str::from_utf8(line)
+                .expect("accepted a request that is not UTF-8")
+                .split_whitespace()
+                .collect();
+            let canonical = req.to_string();
+            assert_eq!(words.join(" "), canonical);
+            assert_eq!(control::parse(canonical.as_bytes()), Ok(req));
+            assert_eq!(answer, control::render(req, t, totals));
+            if req.json {
+                let v: serde_json::Value =
+                    serde_json::from_str(&answer).expect("JSON answer does not parse");
+                match req.topic {
+                    Topic::Stats => assert!(v.is_object(), "{v}"),
+                    _ => assert!(v.is_array(), "{v}"),
+                }
+            } else if req.topic == Topic::Routes {
+                assert_eq!(answer, t.routes_text());
+            }
+        }
+    }
+}

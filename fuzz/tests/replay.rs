@@ -17,6 +17,7 @@ fn run(target: &str, data: &[u8]) {
         "ingress" => targets::ingress(data),
         "egress" => targets::egress(data),
         "config" => targets::config(data),
+        "control" => targets::control(data),
         "frag" => {
             // As libfuzzer-sys feeds a structured target.
             if let Ok(input) = FragInput::arbitrary_take_rest(Unstructured::new(data)) {
@@ -66,6 +67,11 @@ fn egress_seeds() {
 #[test]
 fn config_seeds() {
     replay_corpus("config");
+}
+
+#[test]
+fn control_seeds() {
+    replay_corpus("control");
 }
 
 #[test]

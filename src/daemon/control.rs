@@ -4,7 +4,7 @@
 //! `endpoints` or `stats`; the answer is the text, and the connection
 //! closes. An answer that starts with `error: ` is a refusal.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Daemon;
+use super::stats::Totals;
 use crate::table::{IPIP_DEV, Tables, VXLAN_DEV, Via};
 
 /// What `podwire show` can ask for.
@@ -79,51 +80,134 @@ impl Server {
     }
 }
 
-fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).take(256).read_line(&mut line)?;
-    let answer = answer(line.trim(), daemon);
-    let mut stream = stream;
+fn serve(mut stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    // Up to the first newline, the end of the stream, or MAX_REQUEST bytes.
+    while len < buf.len() && !buf[..len].contains(&b'\n') {
+        match stream.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    let shared = daemon.shared();
+    let snap = shared.snapshot.load();
+    let answer = respond(&buf[..len], &snap.tables, || shared.totals());
     stream.write_all(answer.as_bytes())
 }
 
-/// The answer to one request.
-fn answer(request: &str, daemon: &Daemon) -> String {
+/// Longest request the socket reads, newline included.
+pub const MAX_REQUEST: usize = 256;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Routes,
+    Neigh,
+    Fdb,
+    Endpoints,
+    Stats,
+}
+
+impl Topic {
+    /// Every topic, in the order of [`TOPICS`].
+    pub const ALL: [Topic; 5] = [
+        Topic::Routes,
+        Topic::Neigh,
+        Topic::Fdb,
+        Topic::Endpoints,
+        Topic::Stats,
+    ];
+
+    /// The topic's name in a request.
+    pub fn name(self) -> &'static str {
+        TOPICS[self as usize]
+    }
+}
+
+/// One parsed request: `show <topic>` with an optional ` json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub topic: Topic,
+    pub json: bool,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "show {}", self.topic.name())?;
+        if self.json {
+            f.write_str(" json")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses what a client sent: the bytes up to the first newline (all of
+/// them without one), at most [`MAX_REQUEST`]. A refusal is the one-line
+/// answer to send back, starting with `error: `.
+pub fn parse(bytes: &[u8]) -> Result<Request, String> {
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(i) => &bytes[..i],
+        None if bytes.len() >= MAX_REQUEST => {
+            return Err(format!(
+                "error: request longer than {} bytes\n",
+                MAX_REQUEST - 1
+            ));
+        }
+        None => bytes,
+    };
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Err("error: request is not UTF-8\n".to_string());
+    };
+    let request = line.trim();
     let mut words = request.split_whitespace();
     let (Some("show"), Some(topic)) = (words.next(), words.next()) else {
-        return format!("error: unknown request {request:?} (expected: show <topic> [json])\n");
+        return Err(format!(
+            "error: unknown request {request:?} (expected: show <topic> [json])\n"
+        ));
+    };
+    let Some(topic) = Topic::ALL.into_iter().find(|t| t.name() == topic) else {
+        return Err(format!(
+            "error: unknown topic {topic:?} (expected one of: {})\n",
+            TOPICS.join(", ")
+        ));
     };
     let json = match words.next() {
         None => false,
         Some("json") => true,
-        Some(other) => return format!("error: unknown option {other:?}\n"),
+        Some(other) => return Err(format!("error: unknown option {other:?}\n")),
     };
-    let snap = daemon.shared().snapshot.load();
-    let t = &snap.tables;
-    match (topic, json) {
-        ("routes", false) => t.routes_text(),
-        ("neigh", false) => t.neigh_text(),
-        ("fdb", false) => t.fdb_text(),
-        ("routes", true) => pretty(routes_json(t)),
-        ("neigh", true) => pretty(neigh_json(t)),
-        ("fdb", true) => pretty(fdb_json(t)),
-        ("endpoints", json) => {
-            let totals = daemon.shared().totals();
-            if json {
-                pretty(serde_json::to_value(&totals.endpoints).unwrap_or(Value::Null))
-            } else {
-                endpoints_text(&totals.endpoints)
-            }
+    if let Some(extra) = words.next() {
+        return Err(format!("error: unexpected {extra:?} after the request\n"));
+    }
+    Ok(Request { topic, json })
+}
+
+/// The answer to a request, as text or JSON.
+pub fn render(request: Request, t: &Tables, totals: impl FnOnce() -> Totals) -> String {
+    match (request.topic, request.json) {
+        (Topic::Routes, false) => t.routes_text(),
+        (Topic::Neigh, false) => t.neigh_text(),
+        (Topic::Fdb, false) => t.fdb_text(),
+        (Topic::Routes, true) => pretty(routes_json(t)),
+        (Topic::Neigh, true) => pretty(neigh_json(t)),
+        (Topic::Fdb, true) => pretty(fdb_json(t)),
+        (Topic::Endpoints, false) => endpoints_text(&totals().endpoints),
+        (Topic::Endpoints, true) => {
+            pretty(serde_json::to_value(&totals().endpoints).unwrap_or(Value::Null))
         }
-        ("stats", false) => daemon.shared().totals().text(),
-        ("stats", true) => {
-            pretty(serde_json::to_value(daemon.shared().totals()).unwrap_or(Value::Null))
-        }
-        (other, _) => format!(
-            "error: unknown topic {other:?} (expected one of: {})\n",
-            TOPICS.join(", ")
-        ),
+        (Topic::Stats, false) => totals().text(),
+        (Topic::Stats, true) => pretty(serde_json::to_value(totals()).unwrap_or(Value::Null)),
+    }
+}
+
+/// The whole answer to the bytes a client sent: [`parse`], then
+/// [`render`] or the refusal.
+pub fn respond(bytes: &[u8], t: &Tables, totals: impl FnOnce() -> Totals) -> String {
+    match parse(bytes) {
+        Ok(request) => render(request, t, totals),
+        Err(refusal) => refusal,
     }
 }
 
@@ -233,4 +317,62 @@ pub fn request(path: &Path, topic: &str, json: bool) -> io::Result<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_request_it_prints() {
+        for topic in Topic::ALL {
+            for json in [false, true] {
+                let req = Request { topic, json };
+                let line = format!("{req}\n");
+                assert_eq!(parse(line.as_bytes()), Ok(req), "{line:?}");
+                // The client may omit the newline and pad with blanks or CR.
+                let padded = format!("  {}\t\r\n", line.trim_end().replace(' ', "   "));
+                assert_eq!(parse(padded.as_bytes()), Ok(req), "{padded:?}");
+            }
+        }
+        assert_eq!(
+            parse(b"show stats json"),
+            Ok(Request {
+                topic: Topic::Stats,
+                json: true
+            })
+        );
+        // Only the first line counts.
+        assert_eq!(
+            parse(b"show fdb\nshow routes json\n"),
+            Ok(Request {
+                topic: Topic::Fdb,
+                json: false
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_everything_else_with_one_line() {
+        let long = [b'x'; MAX_REQUEST];
+        let cases: [(&[u8], &str); 9] = [
+            (b"", "error: unknown request \"\""),
+            (b"\n", "error: unknown request \"\""),
+            (b"show\n", "error: unknown request \"show\""),
+            (b"list routes\n", "error: unknown request \"list routes\""),
+            (b"show route\n", "error: unknown topic \"route\""),
+            (b"show routes yaml\n", "error: unknown option \"yaml\""),
+            (b"show routes json x\n", "error: unexpected \"x\""),
+            (b"show \xff\xfe\n", "error: request is not UTF-8"),
+            (&long, "error: request longer than 255 bytes"),
+        ];
+        for (bytes, want) in cases {
+            let got = parse(bytes).expect_err(want);
+            assert!(got.starts_with(want), "{bytes:?}: {got:?}");
+            assert!(
+                got.ends_with('\n') && got.matches('\n').count() == 1,
+                "{got:?}"
+            );
+        }
+    }
 }
