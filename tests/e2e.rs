@@ -480,3 +480,131 @@ fn stop_removes_the_endpoints() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
     let _ = &c.n;
 }
+
+/// SIGKILL leaves the endpoint devices, persistent, in the pods' namespaces
+/// with their addresses and routes; a new daemon re-attaches to them (found
+/// through the state file next to the control socket), deletes the device
+/// of an endpoint removed from the configuration meanwhile, and traffic
+/// flows again. Its clean stop then leaves nothing: no device, no state
+/// file, no socket, and direct mode's forwarding setting as it was before
+/// the first daemon.
+fn kill_and_restart(mode: &str) {
+    let mut c = two_nodes(mode);
+    let eth0 = |lab: &Lab, pod: &str| -> Option<String> {
+        let out = lab.exec(pod, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "<ifindex>: eth0    inet 10.2.36.68/32 ..." : index and address.
+        out.status.success().then(|| {
+            let mut w = text.split_whitespace();
+            format!("{} {}", w.next().unwrap_or(""), w.nth(2).unwrap_or(""))
+        })
+    };
+    let forwarding =
+        |lab: &Lab| lab.must_exec(&c.n[0], &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
+    ping(&c.lab, &c.p1a, "10.2.169.138", 2);
+    let before = eth0(&c.lab, &c.p1a).expect("pod eth0");
+    assert!(before.ends_with(" 10.2.36.68/32"), "{before}");
+    let state = std::path::PathBuf::from(format!("{}.state", c.ctl[0].display()));
+    // The tracker records where the pods' devices went within a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let names: Vec<&str> = v["endpoints"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names == ["eth0", "eth0"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "state file: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if mode == "direct" {
+        assert_eq!(forwarding(&c.lab).trim(), "0");
+    }
+
+    c.lab.signal("k8s-node1", "KILL");
+    let status = c.lab.stop("k8s-node1");
+    assert!(!status.success(), "{status}");
+    assert_eq!(
+        eth0(&c.lab, &c.p1a).as_deref(),
+        Some(before.as_str()),
+        "the pod keeps its device"
+    );
+    assert!(eth0(&c.lab, &c.p1b).is_some());
+    assert!(c.ctl[0].exists(), "a killed daemon leaves its socket file");
+    let out = c
+        .lab
+        .exec(&c.p1a, &["ping", "-c", "1", "-W", "1", "10.2.169.138"]);
+    assert!(!out.status.success(), "ping without a daemon");
+
+    // Meanwhile, cali1b's workload is deleted.
+    let text: Vec<String> = cluster(mode, 2)
+        .split("---\n")
+        .filter(|d| !d.contains("interfaceName: cali1b"))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&c.config, text.join("---\n")).unwrap();
+    let threads = if mode == "vxlan" { "2" } else { "1" };
+    c.ctl[0] = c
+        .lab
+        .podwire(&c.n[0], &c.config, "k8s-node1", &["--threads", threads]);
+    let log = c.lab.log("k8s-node1");
+    assert!(
+        log.contains("endpoint re-attached to the device a previous daemon left")
+            && log.contains("cali1a"),
+        "{log}"
+    );
+    assert!(
+        log.contains("deleted the device of an endpoint that is no longer configured"),
+        "{log}"
+    );
+    ping(&c.lab, &c.p1a, "10.2.169.138", 3);
+    ping(&c.lab, &c.p2a, "10.2.36.68", 2);
+    transfer(&mut c.lab, &c.p2a, &c.p1a, "10.2.36.68", 10, 5301);
+    assert_eq!(
+        eth0(&c.lab, &c.p1a).as_deref(),
+        Some(before.as_str()),
+        "the same device"
+    );
+    assert_eq!(
+        eth0(&c.lab, &c.p1b),
+        None,
+        "the removed endpoint's device is deleted"
+    );
+    assert!(
+        !c.lab.ip(&c.n[0], &["link", "show"]).contains("cali"),
+        "no new device in the node's namespace"
+    );
+    if mode == "direct" {
+        assert_eq!(forwarding(&c.lab).trim(), "0");
+    }
+
+    let status = c.lab.stop("k8s-node1");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        eth0(&c.lab, &c.p1a),
+        None,
+        "a clean stop deletes the device"
+    );
+    assert!(!state.exists(), "state file removed");
+    assert!(!c.ctl[0].exists(), "control socket removed");
+    if mode == "direct" {
+        assert_eq!(forwarding(&c.lab).trim(), "1", "forwarding restored");
+    }
+}
+
+#[test]
+fn kill_and_restart_vxlan() {
+    if root_or_skip("kill_and_restart_vxlan") {
+        kill_and_restart("vxlan");
+    }
+}
+
+#[test]
+fn kill_and_restart_direct() {
+    if root_or_skip("kill_and_restart_direct") {
+        kill_and_restart("direct");
+    }
+}

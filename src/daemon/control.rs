@@ -34,17 +34,14 @@ impl Server {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another daemon answers on it",
-                ));
-            }
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-            }
+        if in_use(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another daemon answers on it",
+            ));
         }
+        // A stale socket file, left by a daemon that was killed.
+        let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -78,6 +75,11 @@ impl Server {
         let _ = UnixStream::connect(&self.path);
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// True when a daemon answers on `path`.
+pub fn in_use(path: &Path) -> bool {
+    UnixStream::connect(path).is_ok()
 }
 
 fn serve(mut stream: UnixStream, daemon: &Daemon) -> io::Result<()> {

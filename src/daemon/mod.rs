@@ -11,6 +11,7 @@
 pub mod control;
 mod metrics;
 mod neigh;
+mod state;
 pub mod stats;
 mod worker;
 
@@ -57,6 +58,19 @@ pub struct EndpointIo {
     pub stats: Vec<EndpointStats>,
 }
 
+impl Drop for EndpointIo {
+    /// The endpoint is going away (removed by a reload, or the daemon
+    /// stops): the device stops being persistent, so that closing the
+    /// queues deletes it.
+    fn drop(&mut self) {
+        if let Some(q) = self.queues.first() {
+            if let Err(e) = q.set_persist(false) {
+                tracing::warn!(interface = %self.interface, "cannot make the device non-persistent ({e}); it may outlive its endpoint");
+            }
+        }
+    }
+}
+
 /// Everything a batch runs against, swapped whole on reload.
 pub struct Snapshot {
     pub generation: u64,
@@ -78,6 +92,8 @@ pub struct Shared {
     pub neighbours: ArcSwap<neigh::Neighbours>,
     /// The refresher, which a worker wakes when it misses a neighbour.
     pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// The state file's tracker, which a reload wakes.
+    pub state_thread: std::sync::OnceLock<std::thread::Thread>,
     pub offloads: stats::Offloads,
 }
 
@@ -168,13 +184,16 @@ fn load(opts: &Options) -> Result<Tables, StartError> {
 }
 
 /// Builds a snapshot for `tables`, reusing the devices of `old` endpoints
-/// that are still there and creating the others.
+/// that are still there, then the devices a previous daemon left
+/// (`adopted`, taken out of the map), and creating the others. Every
+/// device is made persistent.
 fn snapshot(
     tables: Tables,
     generation: u64,
     workers: usize,
     offload: bool,
     old: Option<&Snapshot>,
+    adopted: &mut HashMap<String, Vec<TunQueue>>,
 ) -> Result<Snapshot, StartError> {
     let existing: HashMap<&str, &Arc<EndpointIo>> = old
         .map(|s| {
@@ -199,13 +218,26 @@ fn snapshot(
             endpoints.push(Arc::clone(io));
             continue;
         }
-        let queues = tun::create(&ep.interface, ep.mtu, workers, offload).map_err(|source| {
-            StartError::Tun {
-                interface: ep.interface.clone(),
-                source,
+        let queues = match adopted.remove(&ep.interface) {
+            Some(queues) => {
+                tracing::info!(interface = %ep.interface, queues = queues.len(), "endpoint re-attached to the device a previous daemon left");
+                queues
             }
-        })?;
-        tracing::info!(interface = %ep.interface, mtu = ep.mtu, queues = queues.len(), "endpoint created");
+            None => {
+                let queues =
+                    tun::create(&ep.interface, ep.mtu, workers, offload).map_err(|source| {
+                        StartError::Tun {
+                            interface: ep.interface.clone(),
+                            source,
+                        }
+                    })?;
+                tracing::info!(interface = %ep.interface, mtu = ep.mtu, queues = queues.len(), "endpoint created");
+                queues
+            }
+        };
+        if let Err(e) = queues[0].set_persist(true) {
+            tracing::warn!(interface = %ep.interface, "cannot make the device persistent ({e}): a crash will delete it");
+        }
         endpoints.push(Arc::new(EndpointIo {
             interface: ep.interface.clone(),
             workload: ep.name.clone(),
@@ -273,11 +305,15 @@ impl Daemon {
             self.wakers.len(),
             self.opts.tun_offload,
             Some(&old),
+            &mut HashMap::new(),
         )
         .map_err(|e| e.to_string())?;
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         self.shared.snapshot.store(Arc::new(snap));
         self.wake();
+        if let Some(t) = self.shared.state_thread.get() {
+            t.unpark();
+        }
         tracing::info!(routes, endpoints, "configuration reloaded");
         Ok(())
     }
@@ -297,6 +333,18 @@ impl Daemon {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(opts: Options) -> Result<(), StartError> {
     let threads = opts.threads.max(1);
+    // Before touching anything another daemon may own.
+    if control::in_use(&opts.control) {
+        return Err(StartError::Control {
+            path: opts.control.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another daemon answers on it",
+            ),
+        });
+    }
+    let state_path = state::path_for(&opts.control);
+    let previous = state::load(&state_path).unwrap_or_default();
     let tables = load(&opts)?;
     let node_ip = tables.local().ip;
     let port = tables.vxlan().port;
@@ -374,7 +422,21 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     // The kernel must not also forward (or answer for) the pod traffic that
     // arrives on the underlay in direct mode: forwarding off on that device.
-    let forwarding = underlay.as_ref().and_then(|u| u.stop_forwarding());
+    // A daemon that was killed left it off: the value to restore is the one
+    // it recorded.
+    let forwarding = underlay.as_ref().and_then(|u| {
+        let original = u.stop_forwarding().or_else(|| {
+            previous
+                .forwarding
+                .clone()
+                .filter(|f| f.device == u.name)
+                .map(|f| f.original)
+        })?;
+        Some(state::Forwarding {
+            device: u.name.clone(),
+            original,
+        })
+    });
     let offloads = stats::Offloads {
         tun: opts.tun_offload,
         udp_segment: opts.udp_segment,
@@ -382,7 +444,29 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             .iter()
             .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
     };
-    let snap = snapshot(tables, 0, threads, opts.tun_offload, None)?;
+    // The devices a killed daemon left: re-attached if still configured,
+    // deleted if not.
+    let mut adopted: HashMap<String, Vec<TunQueue>> = HashMap::new();
+    for (interface, queues, r) in state::reattach(
+        &previous.endpoints,
+        |i| {
+            tables
+                .endpoints()
+                .iter()
+                .find(|e| e.interface == i)
+                .map_or(1500, |e| e.mtu)
+        },
+        threads,
+        opts.tun_offload,
+    ) {
+        if tables.endpoints().iter().any(|e| e.interface == interface) {
+            adopted.insert(interface, queues);
+        } else {
+            let _ = queues[0].set_persist(false);
+            tracing::info!(%interface, name = %r.name, netns = %r.netns, "deleted the device of an endpoint that is no longer configured");
+        }
+    }
+    let snap = snapshot(tables, 0, threads, opts.tun_offload, None, &mut adopted)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         workers: (0..threads).map(|_| WorkerStats::default()).collect(),
@@ -393,11 +477,15 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         underlay,
         neighbours: ArcSwap::from_pointee(neigh::Neighbours::default()),
         neigh_thread: std::sync::OnceLock::new(),
+        state_thread: std::sync::OnceLock::new(),
         offloads,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;
     let _ = shared.neigh_thread.set(refresher.thread().clone());
+    let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone(), forwarding.clone())
+        .map_err(|e| StartError::Other(format!("state tracker: {e}")))?;
+    let _ = shared.state_thread.set(tracker.thread().clone());
     let mut wakers = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for (i, io) in ios.into_iter().enumerate() {
@@ -454,17 +542,22 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     refresher.thread().unpark();
     let _ = refresher.join();
-    if let (Some(u), Some(old)) = (&shared.underlay, forwarding) {
-        u.restore_forwarding(&old);
+    tracker.thread().unpark();
+    let _ = tracker.join();
+    if let (Some(u), Some(f)) = (&shared.underlay, &forwarding) {
+        u.restore_forwarding(&f.original);
     }
     control.stop();
-    // Dropping the last snapshot closes every queue: the kernel removes the
-    // TUN devices.
+    // Dropping the last snapshot closes every queue, non-persistent by
+    // then: the kernel removes the TUN devices.
     shared.snapshot.store(Arc::new(Snapshot {
         generation: u64::MAX,
         tables: shared.snapshot.load().tables.clone(),
         endpoints: Vec::new(),
     }));
+    if let Err(e) = std::fs::remove_file(&state_path) {
+        tracing::warn!(path = %state_path.display(), "cannot remove the state file: {e}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

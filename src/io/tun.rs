@@ -2,12 +2,19 @@
 //!
 //! Each endpoint is a layer-3 TUN device (`IFF_TUN | IFF_NO_PI`) created with
 //! `IFF_MULTI_QUEUE`, one queue per worker, so that workers never share a file
-//! descriptor. The device is not persistent: when the daemon closes its
-//! queues (endpoint removed, daemon stopped), the kernel deletes it, in
-//! whatever network namespace it has been moved to. Whoever sets up the pod
-//! may move the device into the pod's namespace and configure it there; the
-//! queues keep working through their descriptors. Creation goes through
-//! tun-rs, which wraps the `TUNSETIFF` and `SIOCSIFMTU` ioctls.
+//! descriptor. Whoever sets up the pod may move the device into the pod's
+//! namespace, rename and configure it there; the queues keep working through
+//! their descriptors. Creation goes through tun-rs, which wraps the
+//! `TUNSETIFF` and `SIOCSIFMTU` ioctls.
+//!
+//! The daemon makes its devices persistent (`TUNSETPERSIST`) so that they,
+//! and the pod's addresses and routes on them, survive a crash; it clears
+//! the flag before it closes the queues of an endpoint that goes away, and
+//! the kernel then deletes the device, in whatever namespace it is. A
+//! restarted daemon finds a device where the last one saw it
+//! ([`TunQueue::location`]: name and namespace, read from the descriptor)
+//! and attaches new queues to it from inside that namespace
+//! ([`attach_in`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -68,6 +75,146 @@ impl TunQueue {
     pub fn send_vectored(&self, parts: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
         self.dev.send_vectored(parts)
     }
+}
+
+/// The identity of a network namespace: the device and inode of its nsfs
+/// file, the same through every path that names it (`/proc/PID/ns/net`,
+/// `/run/netns/NAME`, a descriptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl std::fmt::Display for NetnsId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "net:[{}]", self.ino)
+    }
+}
+
+impl From<std::fs::Metadata> for NetnsId {
+    fn from(m: std::fs::Metadata) -> NetnsId {
+        use std::os::unix::fs::MetadataExt;
+        NetnsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Where a device is now: its current name, in which namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub name: String,
+    pub netns: NetnsId,
+}
+
+impl TunQueue {
+    /// Sets or clears the device's persistence (`TUNSETPERSIST`): a
+    /// persistent device stays when its last queue is closed.
+    pub fn set_persist(&self, on: bool) -> io::Result<()> {
+        // SAFETY: the descriptor is a live TUN queue owned by `self`;
+        // TUNSETPERSIST takes its argument by value and touches no memory.
+        let r = unsafe {
+            libc::ioctl(
+                self.as_raw_fd(),
+                libc::TUNSETPERSIST as _,
+                libc::c_ulong::from(on),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The device's current name (`TUNGETIFF`) and network namespace
+    /// (`TUNGETDEVNETNS`), wherever it has been moved and renamed.
+    pub fn location(&self) -> io::Result<Location> {
+        let name = self.dev.name()?;
+        // SAFETY: the descriptor is a live TUN queue; TUNGETDEVNETNS takes
+        // no argument and returns a new descriptor (or -1).
+        let fd = unsafe { libc::ioctl(self.as_raw_fd(), libc::TUNGETDEVNETNS as _) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is owned by
+        // nobody else; the File closes it.
+        let ns = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Location {
+            name,
+            netns: ns.metadata()?.into(),
+        })
+    }
+}
+
+/// The network namespace of the calling thread.
+pub fn current_netns() -> io::Result<NetnsId> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.into())
+}
+
+/// A path that opens namespace `id`, if any still does: the names `ip
+/// netns` keeps, then the namespaces of every process.
+pub fn find_netns(id: NetnsId) -> Option<std::path::PathBuf> {
+    let named = ["/run/netns", "/var/run/netns"]
+        .into_iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("ns/net"));
+    named
+        .chain(processes)
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| NetnsId::from(m) == id))
+}
+
+/// Attaches `queues` new queues to the existing TUN device `name` in the
+/// namespace at `netns` (`None`: the caller's own). `Ok(None)` when there
+/// is no device of that name there. Entering another namespace (`setns`)
+/// happens on a short-lived thread of its own and needs `CAP_SYS_ADMIN`;
+/// the queues then work from any thread.
+pub fn attach_in(
+    netns: Option<&std::path::Path>,
+    name: &str,
+    mtu: u16,
+    queues: usize,
+    offload: bool,
+) -> io::Result<Option<Vec<TunQueue>>> {
+    let attach = || -> io::Result<Option<Vec<TunQueue>>> {
+        let cname = std::ffi::CString::new(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `cname` is a valid NUL-terminated string for the call.
+        if unsafe { libc::if_nametoindex(cname.as_ptr()) } == 0 {
+            return Ok(None);
+        }
+        create(name, mtu, queues, offload).map(Some)
+    };
+    let Some(path) = netns else {
+        return attach();
+    };
+    let ns = std::fs::File::open(path)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: `ns` is an open namespace file; setns changes only
+            // the network namespace of this thread, which ends here.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            attach()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("attach thread panicked")))
+    })
 }
 
 impl AsRawFd for TunQueue {
