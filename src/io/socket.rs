@@ -556,6 +556,12 @@ impl SegmentSender {
                 libc::IP_PMTUDISC_DONT,
             )?;
             sock.set_ttl_v4(64)?;
+            // Every worker has its own sockets, and a flow may move from one
+            // worker to another (the TUN device steers it to the queue that
+            // last wrote to it): each must be able to bind the same port.
+            // Nothing is read from them: the smallest receive buffer.
+            sock.set_reuse_port(true)?;
+            let _ = sock.set_recv_buffer_size(0);
             sock.bind(&SockAddr::from(SocketAddrV4::new(self.local, port)))?;
             self.sockets.insert(port, sock);
         }
