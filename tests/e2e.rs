@@ -78,6 +78,11 @@ struct Cluster {
 /// devices, one `SO_REUSEPORT` socket per worker), and k8s-node1 serves
 /// metrics on 127.0.0.1:9091 in its namespace.
 fn two_nodes(mode: &str) -> Cluster {
+    two_nodes_via(mode, &[])
+}
+
+/// As [`two_nodes`], with k8s-node1's daemon started through `wrapper`.
+fn two_nodes_via(mode: &str, wrapper: &[&str]) -> Cluster {
     let mut lab = Lab::new();
     let threads = if mode == "vxlan" { "2" } else { "1" };
     let config = lab.file("cluster.yaml", &cluster(mode, 2));
@@ -95,7 +100,8 @@ fn two_nodes(mode: &str) -> Cluster {
         if i == 0 {
             extra.extend(["--metrics", "127.0.0.1:9091"]);
         }
-        ctl.push(lab.podwire(&ns, &config, name, &extra));
+        let via = if i == 0 { wrapper } else { &[] };
+        ctl.push(lab.podwire_via(&ns, via, &config, name, &extra));
         n.push(ns);
     }
     let p1a = lab.pod("p1a", &n[0], "cali1a", "10.2.36.68");
@@ -606,5 +612,51 @@ fn kill_and_restart_vxlan() {
 fn kill_and_restart_direct() {
     if root_or_skip("kill_and_restart_direct") {
         kill_and_restart("direct");
+    }
+}
+
+/// The daemon needs CAP_NET_ADMIN and CAP_NET_RAW, not root's whole set:
+/// k8s-node1's runs with only those two (the bounding set of `setpriv`), in
+/// every mode, and does everything — devices made persistent, sockets,
+/// direct mode's forwarding setting — and stops cleanly.
+#[test]
+fn runs_with_only_net_admin_and_net_raw() {
+    if !root_or_skip("runs_with_only_net_admin_and_net_raw") {
+        return;
+    }
+    let caps = [
+        "setpriv",
+        "--inh-caps=-all",
+        "--bounding-set=-all,+net_admin,+net_raw",
+        "--",
+    ];
+    for mode in ["vxlan", "ipip", "direct"] {
+        let mut c = two_nodes_via(mode, &caps);
+        let pid = c.lab.pid("k8s-node1");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        // CAP_NET_ADMIN is bit 12, CAP_NET_RAW bit 13.
+        for set in ["CapPrm", "CapEff"] {
+            assert!(
+                status.contains(&format!("{set}:\t0000000000003000")),
+                "{mode}: {status}"
+            );
+        }
+        ping(&c.lab, &c.p1a, "10.2.169.138", 2);
+        ping(&c.lab, &c.p2a, "10.2.36.69", 2);
+        transfer(&mut c.lab, &c.p2a, &c.p1a, "10.2.36.68", 10, 5302);
+        let status = c.lab.stop("k8s-node1");
+        assert!(status.success(), "{mode}: {status}");
+        let log = c.lab.log("k8s-node1");
+        assert!(
+            !log.contains("WARN") && !log.contains("ERROR"),
+            "{mode}: {log}"
+        );
+        assert!(!c.lab.ip(&c.p1a, &["link", "show"]).contains("eth0"));
+        if mode == "direct" {
+            let fwd = c
+                .lab
+                .must_exec(&c.n[0], &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
+            assert_eq!(fwd.trim(), "1", "forwarding restored");
+        }
     }
 }

@@ -149,12 +149,24 @@ impl Lab {
     /// Starts `podwire run` for `node` in namespace `ns`; returns the
     /// control socket path once the daemon answers on it.
     pub fn podwire(&mut self, ns: &str, config: &Path, node: &str, extra: &[&str]) -> PathBuf {
+        self.podwire_via(ns, &[], config, node, extra)
+    }
+
+    /// As [`Lab::podwire`], with the daemon started through `wrapper` (a
+    /// command and its arguments, e.g. `setpriv …`) inside the namespace.
+    pub fn podwire_via(
+        &mut self,
+        ns: &str,
+        wrapper: &[&str],
+        config: &Path,
+        node: &str,
+        extra: &[&str],
+    ) -> PathBuf {
         let control = self.dir.join(format!("{node}.sock"));
         let log = std::fs::File::create(self.dir.join(format!("{node}.log"))).unwrap();
-        let mut args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            ns.into(),
+        let mut args = vec!["netns".to_string(), "exec".into(), ns.into()];
+        args.extend(wrapper.iter().map(|s| s.to_string()));
+        args.extend([
             PODWIRE.into(),
             "run".into(),
             "--config".into(),
@@ -163,7 +175,7 @@ impl Lab {
             node.into(),
             "--control".into(),
             control.display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("ip")
             .args(&args)
