@@ -8,7 +8,9 @@
 # Usage: scripts/throughput.sh [SECONDS] [PODWIRE_BINARY]
 # Environment: MODES="vxlan ipip" (podwire modes to run), SKIP_KERNEL=1 (no
 # kernel baseline), PERF=FILE (perf record -a -g for 3 s mid-transfer),
-# PODWIRE_FLAGS="--no-tun-offload ..." (extra flags for podwire run).
+# PODWIRE_FLAGS="--no-tun-offload ..." (extra flags for podwire run),
+# SYSCALLS=1 (count each daemon's system calls with perf for 3 s
+# mid-transfer and print them per 64 KB of pod traffic).
 set -euo pipefail
 SECS=${1:-5}
 BIN=${2:-target/release/podwire}
@@ -25,6 +27,33 @@ trap cleanup EXIT
 trap "exit 1" INT TERM
 
 M1=66:8c:73:5a:90:99 M2=66:90:43:3d:b3:e7 # vtep_mac_for(k8s-node1), (k8s-node2)
+
+# count_syscalls PID CONTROL COUNTER LABEL: system calls of daemon PID over
+# 3 s (perf tracepoints, all threads), per 64 KB that crossed its endpoint
+# (COUNTER of `show stats`: from_workload on the sender, to_workload on the
+# receiver).
+count_syscalls() {
+  local pid=$1 ctl=$2 counter=$3 label=$4 b0 b1 out
+  bytes() { "$BIN" show endpoints --json --control "$ctl" |
+    python3 -c "import json,sys; print(sum(e['$counter']['bytes'] for e in json.load(sys.stdin)))"; }
+  b0=$(bytes)
+  out=$(perf stat -x, -e raw_syscalls:sys_enter -e syscalls:sys_enter_read \
+    -e syscalls:sys_enter_readv -e syscalls:sys_enter_writev -e syscalls:sys_enter_write \
+    -e syscalls:sys_enter_sendmsg -e syscalls:sys_enter_sendmmsg \
+    -e syscalls:sys_enter_recvmmsg -e syscalls:sys_enter_recvmsg \
+    -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait \
+    -p "$pid" -- sleep 3 2>&1 >/dev/null)
+  b1=$(bytes)
+  echo "$out" | python3 -c "
+import sys
+per = ($b1 - $b0) / 65536
+print('  $label: %.0f MB in 3 s; system calls per 64 KB:' % (($b1 - $b0) / 1e6))
+for line in sys.stdin:
+    f = line.strip().split(',')
+    if len(f) > 2 and f[0].isdigit() and int(f[0]) > 0:
+        print('    %-12s %6.2f' % (f[2].split('sys_enter_')[-1].replace('raw_syscalls:sys_enter', 'all'), int(f[0]) / max(per, 1e-9)))
+"
+}
 
 topology() {
   for n in sw n1 n2 p1 p2; do ip netns add "$R-$n"; ip -n "$R-$n" link set lo up; done
@@ -129,7 +158,14 @@ YAML
   if [ -n "${PERF:-}" ]; then
     ( sleep 2; perf record -a -g -o "$PERF" -- sleep 3 >/dev/null 2>&1 ) & PERF_PID=$!
   fi
+  SC_PID=
+  if [ -n "${SYSCALLS:-}" ]; then
+    ( sleep 2; count_syscalls "${PIDS[-2]}" "$DIR/n1.sock" from_workload sender > "$DIR/sc1" &
+      count_syscalls "${PIDS[-1]}" "$DIR/n2.sock" to_workload receiver > "$DIR/sc2"; wait
+      cat "$DIR/sc1" "$DIR/sc2" ) > "$DIR/sc" & SC_PID=$!
+  fi
   echo "podwire-$mode  $(iperf) Gbit/s"
   [ -z "$PERF_PID" ] || wait "$PERF_PID"
+  if [ -n "$SC_PID" ]; then wait "$SC_PID"; cat "$DIR/sc"; fi
   teardown
 done

@@ -18,7 +18,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::stats::Mode;
 use super::{EndpointIo, Shared, Snapshot};
-use crate::io::socket::{BATCH, MAX_SEGMENTS, RawSender, Received, Receiver, SegmentSender};
+use crate::io::socket::{
+    BATCH, MAX_RUN_SEGMENTS, MAX_RUNS, MAX_SEGMENTS, RawSender, Received, Receiver, SegmentSender,
+};
 use crate::io::tun::VIRTIO_NET_HDR_LEN;
 use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, UdpChecksum, Verdict};
 use crate::table::{EndpointId, Via};
@@ -481,54 +483,72 @@ impl Worker {
 
     /// Sends pending VXLAN packets: each run of packets to one node from
     /// one source port with one TOS, all the size of the first but the last,
-    /// goes out in one `UDP_SEGMENT` call. A run the socket path refuses
-    /// (a source port already taken on this host) goes out of the raw
-    /// socket instead, its UDP checksum completed in software.
+    /// is one `UDP_SEGMENT` message, and consecutive runs from one source
+    /// port go out in one `sendmmsg`. A run the socket path refuses (a
+    /// source port already taken on this host) goes out of the raw socket
+    /// instead, its UDP checksum completed in software.
     fn flush_vxlan(&mut self, snap: &Snapshot) {
-        let _ = snap;
         let Some(tx) = self.io.vxlan_tx.as_mut() else {
             return;
         };
         let port = |b: &[u8]| u16::from_be_bytes([b[20], b[21]]);
         let stats = &self.shared.workers[self.index];
+        let vxlan_port = snap.tables.vxlan().port;
         let mut a = 0;
         let list = std::mem::take(&mut self.pending_vxlan);
         while a < list.len() {
             let first = slice(&self.bufs, &self.frag_bufs, &list[a]);
-            let (dst, sport, tos, size) = (list[a].dst, port(first), first[1], first.len());
-            // A UDP datagram carries at most 65507 bytes: so does a run.
-            let mut total = size - 28;
-            let mut b = a + 1;
-            while b < list.len() && b - a < MAX_SEGMENTS {
-                let p = slice(&self.bufs, &self.frag_bufs, &list[b]);
-                let same = list[b].dst == dst && port(p) == sport && p[1] == tos;
-                let prev = slice(&self.bufs, &self.frag_bufs, &list[b - 1]).len();
-                if !same || p.len() > size || prev != size || total + p.len() - 28 > 65_507 {
+            let (dst, sport) = (list[a].dst, port(first));
+            // Runs from `a` on, while they share the node and source port.
+            let mut runs = [(0usize, 0u8); MAX_RUNS];
+            let mut nruns = 0;
+            let mut b = a;
+            while b < list.len() && nruns < MAX_RUNS {
+                let head = slice(&self.bufs, &self.frag_bufs, &list[b]);
+                if list[b].dst != dst || port(head) != sport {
                     break;
                 }
-                total += p.len() - 28;
-                b += 1;
+                let (tos, size) = (head[1], head.len());
+                // A UDP datagram carries at most 65507 bytes: so does a run.
+                let mut total = size - 28;
+                let mut c = b + 1;
+                while c < list.len() && c - b < MAX_SEGMENTS && c - a < MAX_RUN_SEGMENTS {
+                    let p = slice(&self.bufs, &self.frag_bufs, &list[c]);
+                    let same = list[c].dst == dst && port(p) == sport && p[1] == tos;
+                    let prev = slice(&self.bufs, &self.frag_bufs, &list[c - 1]).len();
+                    if !same || p.len() > size || prev != size || total + p.len() - 28 > 65_507 {
+                        break;
+                    }
+                    total += p.len() - 28;
+                    c += 1;
+                }
+                if c - a > MAX_RUN_SEGMENTS {
+                    break;
+                }
+                runs[nruns] = (c - b, tos);
+                nruns += 1;
+                b = c;
             }
-            let sent = {
-                let mut slices: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+            let (sent, error) = {
+                let mut slices: [&[u8]; MAX_RUN_SEGMENTS] = [&[]; MAX_RUN_SEGMENTS];
                 for (k, p) in list[a..b].iter().enumerate() {
                     // The VXLAN payload: past the outer IPv4 and UDP headers.
                     slices[k] = &slice(&self.bufs, &self.frag_bufs, p)[28..];
                 }
-                let to = SocketAddrV4::new(dst, snap.tables.vxlan().port);
-                tx.send(sport, to, tos, &slices[..b - a])
+                let to = SocketAddrV4::new(dst, vxlan_port);
+                tx.send_runs(sport, to, &runs[..nruns], &slices[..b - a])
             };
             stats.syscalls(1);
-            match sent {
-                Ok(()) => {
-                    for p in &list[a..b] {
-                        stats.tx(Mode::Vxlan, p.end - p.start);
-                    }
+            let done = a + runs[..sent].iter().map(|r| r.0).sum::<usize>();
+            for p in &list[a..done] {
+                stats.tx(Mode::Vxlan, p.end - p.start);
+            }
+            match error {
+                None => {}
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stats.drops(DropReason::TxFull, b - done);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    stats.drops(DropReason::TxFull, b - a);
-                }
-                Err(e) => {
+                Some(e) => {
                     if let Some(held) = self.tx_errors.allow() {
                         tracing::warn!(
                             worker = self.index,
@@ -536,7 +556,7 @@ impl Worker {
                             "VXLAN through a UDP socket failed ({e}); sending through the raw socket ({held} similar errors not logged)"
                         );
                     }
-                    for p in &list[a..b] {
+                    for p in &list[done..b] {
                         let pool = if p.frag {
                             &mut self.frag_bufs
                         } else {

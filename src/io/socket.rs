@@ -504,15 +504,30 @@ fn set_int(
 /// many datagrams per call with `UDP_SEGMENT`: the kernel builds the outer
 /// IPv4 and UDP headers (checksum offloaded) and segments late, or not at
 /// all across veth. One socket per source port in use, made on first use.
-#[derive(Debug)]
 pub struct SegmentSender {
     local: Ipv4Addr,
     sockets: std::collections::HashMap<u16, Socket>,
     iovs: Vec<libc::iovec>,
+    controls: Vec<[u64; 8]>,
+    msgs: Vec<libc::mmsghdr>,
 }
 
-// SAFETY: the iovec pointers are only set, and only read by the kernel,
-// during one `send` call that borrows the data.
+impl std::fmt::Debug for SegmentSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentSender")
+            .field("local", &self.local)
+            .field("sockets", &self.sockets.len())
+            .finish()
+    }
+}
+
+/// Most runs (messages) one `send_runs` call takes.
+pub const MAX_RUNS: usize = 32;
+/// Most datagrams one `send_runs` call takes, over all its runs.
+pub const MAX_RUN_SEGMENTS: usize = 512;
+
+// SAFETY: the iovec, control and message pointers are only set, and only
+// read by the kernel, during one `send_runs` call that borrows the data.
 unsafe impl Send for SegmentSender {}
 
 /// Sockets kept for source ports; past this many, they are all closed and
@@ -530,8 +545,11 @@ impl SegmentSender {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0
                 };
-                MAX_SEGMENTS
+                MAX_RUN_SEGMENTS
             ],
+            controls: vec![[0; 8]; MAX_RUNS],
+            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+            msgs: vec![unsafe { std::mem::zeroed() }; MAX_RUNS],
         }
     }
 
@@ -570,80 +588,110 @@ impl SegmentSender {
             .ok_or_else(|| io::Error::other("socket vanished"))
     }
 
-    /// Sends `payloads` (each one datagram; all the same size but the last,
-    /// at most [`MAX_SEGMENTS`]) from `src_port` to `dst`, with outer TOS
-    /// `tos`, in one system call.
-    pub fn send(
+    /// Sends runs of datagrams from `src_port` to `dst` in one
+    /// `sendmmsg`: `runs[i] = (count, tos)` takes the next `count` of
+    /// `payloads` (each one datagram; all the size of the run's first but
+    /// the last, at most [`MAX_SEGMENTS`]) as one message with
+    /// `UDP_SEGMENT`, outer TOS `tos`. At most [`MAX_RUNS`] runs and
+    /// [`MAX_RUN_SEGMENTS`] payloads in all. Returns how many runs went
+    /// out, and the error that stopped the rest (none when all went).
+    pub fn send_runs(
         &mut self,
         src_port: u16,
         dst: SocketAddrV4,
-        tos: u8,
+        runs: &[(usize, u8)],
         payloads: &[&[u8]],
-    ) -> io::Result<()> {
-        let n = payloads.len().min(MAX_SEGMENTS);
-        if n == 0 {
-            return Ok(());
-        }
-        let segment = payloads[0].len();
-        for (iov, p) in self.iovs.iter_mut().zip(&payloads[..n]) {
-            *iov = libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            };
-        }
-        let fd = self.socket(src_port)?.as_raw_fd();
-        let mut addr = sockaddr_v4(*dst.ip(), dst.port());
-        // Control: IP_TOS (an int) and, for several datagrams, UDP_SEGMENT (a u16).
-        let mut control = [0u64; 8];
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe {
-            libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize
-                + if n > 1 {
-                    libc::CMSG_SPACE(size_of::<u16>() as u32) as usize
-                } else {
-                    0
-                }
+    ) -> (usize, Option<io::Error>) {
+        let nruns = runs.len().min(MAX_RUNS);
+        let fd = match self.socket(src_port) {
+            Ok(s) => s.as_raw_fd(),
+            Err(e) => return (0, Some(e)),
         };
-        // SAFETY: msghdr is plain data; all-zero is a valid starting value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = &mut addr as *mut libc::sockaddr_in as *mut libc::c_void;
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = self.iovs.as_mut_ptr();
-        msg.msg_iovlen = n as _;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space as _;
-        // SAFETY: the control buffer (64 bytes, 8-aligned) holds both
-        // messages (at most 40 bytes); CMSG_FIRSTHDR/NXTHDR walk inside it,
-        // and each value is written unaligned with its declared size.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_TOS;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
-            std::ptr::write_unaligned(
-                libc::CMSG_DATA(c) as *mut libc::c_int,
-                libc::c_int::from(tos),
-            );
-            if n > 1 {
-                let c = libc::CMSG_NXTHDR(&msg, c);
-                (*c).cmsg_level = libc::SOL_UDP;
-                (*c).cmsg_type = UDP_SEGMENT;
-                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment as u16);
+        let mut addr = sockaddr_v4(*dst.ip(), dst.port());
+        let mut next = 0;
+        let mut built = 0;
+        for (k, &(count, tos)) in runs[..nruns].iter().enumerate() {
+            let count = count.min(MAX_SEGMENTS);
+            if count == 0 || next + count > payloads.len().min(MAX_RUN_SEGMENTS) {
+                break;
             }
+            let segment = payloads[next].len();
+            for (iov, p) in self.iovs[next..next + count]
+                .iter_mut()
+                .zip(&payloads[next..next + count])
+            {
+                *iov = libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                };
+            }
+            // Control: IP_TOS (an int) and, for several datagrams,
+            // UDP_SEGMENT (a u16).
+            // SAFETY: CMSG_SPACE is a pure size computation.
+            let space = unsafe {
+                libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize
+                    + if count > 1 {
+                        libc::CMSG_SPACE(size_of::<u16>() as u32) as usize
+                    } else {
+                        0
+                    }
+            };
+            let control = &mut self.controls[k];
+            *control = [0; 8];
+            let msg = &mut self.msgs[k].msg_hdr;
+            msg.msg_name = &mut addr as *mut libc::sockaddr_in as *mut libc::c_void;
+            msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msg.msg_iov = self.iovs[next..].as_mut_ptr();
+            msg.msg_iovlen = count as _;
+            msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = space as _;
+            msg.msg_flags = 0;
+            // SAFETY: the control buffer (64 bytes, 8-aligned) holds both
+            // messages (at most 40 bytes); CMSG_FIRSTHDR/NXTHDR walk inside
+            // it, and each value is written unaligned with its declared size.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(msg);
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_TOS;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+                std::ptr::write_unaligned(
+                    libc::CMSG_DATA(c) as *mut libc::c_int,
+                    libc::c_int::from(tos),
+                );
+                if count > 1 {
+                    let c = libc::CMSG_NXTHDR(msg, c);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment as u16);
+                }
+            }
+            next += count;
+            built += 1;
         }
-        loop {
-            // SAFETY: msg points at the address, iovecs and control buffer
-            // above, all alive for this call; the iovecs at borrowed slices.
-            let r = unsafe { libc::sendmsg(fd, &msg, 0) };
-            if r >= 0 {
-                return Ok(());
+        let mut sent = 0;
+        while sent < built {
+            // SAFETY: every header in msgs[sent..built] points at `addr`, its
+            // iovecs and its control buffer, all alive for this call; the
+            // iovecs at slices borrowed from `payloads`.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.msgs[sent..].as_mut_ptr(),
+                    (built - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if r > 0 {
+                sent += r as usize;
+                continue;
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+                return (sent, Some(e));
             }
         }
+        (sent, None)
     }
 }
 
