@@ -50,6 +50,36 @@ pub struct Series {
     pub unit: String,
     pub median: f64,
     pub samples: Vec<f64>,
+    /// TCP tests: segments the sender retransmitted, per round (iperf3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retransmits: Vec<u64>,
+    /// TCP tests: times the sending pod's kernel detected reordering, per
+    /// round (`TcpExt` `TCPSACKReorder` + `TCPTSReorder` + `TCPRenoReorder`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reorder_events: Vec<u64>,
+}
+
+/// One run of one test.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    value: f64,
+    tcp: Option<(u64, u64)>,
+}
+
+/// The sum of the kernel's reordering counters in namespace `ns`.
+fn reorder_events(w: &mut World, ns: &str) -> Result<u64, LabError> {
+    let o = w.exec(ns, &["cat", "/proc/net/netstat"])?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines[..] else {
+        return Ok(0);
+    };
+    Ok(names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| matches!(*n, "TCPSACKReorder" | "TCPTSReorder" | "TCPRenoReorder"))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum())
 }
 
 /// The whole result, as `--json` prints it.
@@ -90,8 +120,9 @@ fn measure(
     to_ip: &str,
     test: &str,
     seconds: u32,
-) -> Result<f64, LabError> {
+) -> Result<Sample, LabError> {
     w.check()?;
+    let reorder_before = reorder_events(w, from)?;
     w.spawn("iperf-server", to, &["iperf3", "-s", "-1"], None)?;
     let secs = seconds.to_string();
     let mut args = vec!["iperf3", "-c", to_ip, "-t", &secs, "-J"];
@@ -118,12 +149,22 @@ fn measure(
         let sum = &v["end"]["sum"];
         let received =
             sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
-        received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3
+        Sample {
+            value: received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3,
+            tcp: None,
+        }
     } else {
-        v["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / 1e9
+        let reorder = reorder_events(w, from)?.saturating_sub(reorder_before);
+        Sample {
+            value: v["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1e9,
+            tcp: Some((
+                v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+                reorder,
+            )),
+        }
     })
 }
 
@@ -167,7 +208,7 @@ pub fn run(
     let exe = std::env::current_exe().map_err(|e| err(e.to_string()))?;
     let exe = exe.to_string_lossy().into_owned();
     let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
-    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
     for round in 0..opts.rounds {
         for (p, path) in PATHS.iter().enumerate() {
             let mut w = World::new(
@@ -178,11 +219,15 @@ pub fn run(
             let (from, to) = build(&mut w, &exe, path)?;
             for (t, test) in TESTS.iter().enumerate() {
                 let v = measure(&mut w, &from, &to, lab::POD2, test, opts.seconds)?;
+                let tcp = v.tcp.map_or(String::new(), |(r, o)| {
+                    format!("  retransmits {r}, reordering {o}")
+                });
                 let _ = writeln!(
                     log,
-                    "round {}/{} {path:<15} {test:<6} {v:>9.2} {}",
+                    "round {}/{} {path:<15} {test:<6} {:>9.2} {}{tcp}",
                     round + 1,
                     opts.rounds,
+                    v.value,
                     unit(test)
                 );
                 samples[p][t].push(v);
@@ -192,12 +237,16 @@ pub fn run(
     let mut results = Vec::new();
     for (p, path) in PATHS.iter().enumerate() {
         for (t, test) in TESTS.iter().enumerate() {
+            let values: Vec<f64> = samples[p][t].iter().map(|s| s.value).collect();
+            let tcp: Vec<(u64, u64)> = samples[p][t].iter().filter_map(|s| s.tcp).collect();
             results.push(Series {
                 path: path.to_string(),
                 test: test.to_string(),
                 unit: unit(test).to_string(),
-                median: median(&samples[p][t]),
-                samples: samples[p][t].clone(),
+                median: median(&values),
+                samples: values,
+                retransmits: tcp.iter().map(|t| t.0).collect(),
+                reorder_events: tcp.iter().map(|t| t.1).collect(),
             });
         }
     }
@@ -249,6 +298,32 @@ pub fn table(r: &Report) -> String {
         s,
         "(ratios: podwire-vxlan and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct)"
     );
+    let tcp: Vec<&str> = TESTS.into_iter().filter(|t| t.starts_with("tcp")).collect();
+    if r.results.iter().any(|x| !x.retransmits.is_empty()) {
+        let _ = writeln!(
+            s,
+            "TCP retransmissions / reordering events, summed over rounds"
+        );
+        let _ = write!(s, "{:<15}", "path");
+        for t in &tcp {
+            let _ = write!(s, " {t:>22}");
+        }
+        let _ = writeln!(s);
+        for path in PATHS {
+            let _ = write!(s, "{path:<15}");
+            for test in &tcp {
+                let cell = find(r, path, test).map_or(String::from("-"), |x| {
+                    format!(
+                        "{} / {}",
+                        x.retransmits.iter().sum::<u64>(),
+                        x.reorder_events.iter().sum::<u64>()
+                    )
+                });
+                let _ = write!(s, " {cell:>22}");
+            }
+            let _ = writeln!(s);
+        }
+    }
     s
 }
 
@@ -330,12 +405,15 @@ mod tests {
         for (i, path) in PATHS.iter().enumerate() {
             for test in TESTS {
                 let samples = vec![1.0 + i as f64, 3.0 + i as f64, 2.0 + i as f64];
+                let tcp = test.starts_with("tcp");
                 results.push(Series {
                     path: path.to_string(),
                     test: test.to_string(),
                     unit: unit(test).to_string(),
                     median: median(&samples),
                     samples,
+                    retransmits: if tcp { vec![i as u64, 1, 0] } else { vec![] },
+                    reorder_events: if tcp { vec![0, 0, 2] } else { vec![] },
                 });
             }
         }
@@ -360,8 +438,20 @@ mod tests {
                 .any(|l| l.starts_with("podwire-direct") && l.contains("6.00 (2.00x)")),
             "{t}"
         );
+        // podwire-ipip (path 3): retransmits 3 + 1 + 0, reordering 2.
+        assert!(
+            t.lines()
+                .skip_while(|l| !l.starts_with("TCP retransmissions"))
+                .any(|l| l.starts_with("podwire-ipip") && l.matches("4 / 2").count() == 2),
+            "{t}"
+        );
         let j: serde_json::Value =
             serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(j["results"][0]["retransmits"], serde_json::json!([0, 1, 0]));
+        assert!(
+            j["results"][2].get("retransmits").is_none(),
+            "udp64 has none"
+        );
         assert_eq!(j["rounds"], 3);
         assert_eq!(j["results"][0]["path"], "kernel-vxlan");
         assert_eq!(j["results"][0]["test"], "tcp1");

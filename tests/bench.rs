@@ -49,6 +49,15 @@ fn bench_measures_every_path() {
             let median = r["median"].as_f64().unwrap();
             assert!(median > 0.0, "{path} {test}: {median}");
             assert_eq!(r["samples"].as_array().unwrap().len(), 1);
+            // TCP tests count retransmissions and reordering, one per round.
+            let n = usize::from(test != "udp64");
+            for key in ["retransmits", "reorder_events"] {
+                assert_eq!(
+                    r[key].as_array().map_or(0, |a| a.len()),
+                    n,
+                    "{path} {test} {key}"
+                );
+            }
         }
     }
     let chart = std::fs::read_to_string(&svg).unwrap();
