@@ -55,6 +55,12 @@ enum Command {
         /// UDP_SEGMENT and checksum offload.
         #[arg(long)]
         no_udp_segment: bool,
+        /// In direct mode, send each TCP super-packet from a pod as one
+        /// frame segmented by the kernel, and take coalesced frames whole
+        /// (PACKET_VNET_HDR), no more: segment in userspace. Needs the TUN
+        /// offloads.
+        #[arg(long)]
+        no_packet_gso: bool,
     },
     /// Validate a configuration, then print the node's compiled tables
     /// (`# routes`, `# neigh`, `# fdb`, as `ip route`, `ip neigh` and
@@ -194,6 +200,7 @@ fn main() -> ExitCode {
             metrics,
             no_tun_offload,
             no_udp_segment,
+            no_packet_gso,
         } => {
             init_logging();
             let opts = daemon::Options {
@@ -206,6 +213,7 @@ fn main() -> ExitCode {
                 metrics,
                 tun_offload: !no_tun_offload,
                 udp_segment: !no_udp_segment,
+                packet_gso: !no_tun_offload && !no_packet_gso,
             };
             match daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

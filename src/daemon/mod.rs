@@ -47,6 +47,9 @@ pub struct Options {
     /// VXLAN out through per-flow UDP sockets with `UDP_SEGMENT`: on unless
     /// turned off (then a raw socket and a software UDP checksum).
     pub udp_segment: bool,
+    /// Direct mode: super-packets whole through packet sockets with
+    /// `PACKET_VNET_HDR`: on unless turned off (needs `tun_offload`).
+    pub packet_gso: bool,
 }
 
 /// A local endpoint's device: one queue per worker, and counters.
@@ -393,20 +396,22 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         );
         let (mut direct_tx, mut direct_rx) = (None, None);
         if let Some(u) = &underlay {
-            direct_tx =
-                Some(
-                    RawSender::packet(u.ifindex).map_err(|source| StartError::Socket {
+            direct_tx = Some(
+                RawSender::packet(u.ifindex, opts.packet_gso).map_err(|source| {
+                    StartError::Socket {
                         what: "direct-mode packet send",
                         source,
-                    })?,
-                );
+                    }
+                })?,
+            );
             if i == 0 {
                 let nets = worker::local_prefixes(&tables);
-                let rx =
-                    Receiver::packet(u.ifindex, &nets).map_err(|source| StartError::Socket {
+                let rx = Receiver::packet(u.ifindex, &nets, opts.packet_gso).map_err(|source| {
+                    StartError::Socket {
                         what: "direct-mode packet receive",
                         source,
-                    })?;
+                    }
+                })?;
                 direct_rx = Some(rx);
             }
         }
@@ -443,6 +448,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         udp_gro: ios
             .iter()
             .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
+        packet_gso: ios.iter().all(|io| {
+            io.direct_tx.as_ref().is_some_and(|t| t.vnet())
+                && io.direct_rx.as_ref().is_none_or(|r| r.vnet())
+        }),
     };
     // The devices a killed daemon left: re-attached if still configured,
     // deleted if not.

@@ -67,6 +67,17 @@ pub struct WorkerStats {
     batch_packets: AtomicU64,
     /// System calls that moved packets (reads, writes, batched sends).
     syscalls: AtomicU64,
+    /// TCP super-packets: from pods sent whole, from pods cut up in
+    /// userspace, from the underlay delivered whole.
+    super_packets: [AtomicU64; 3],
+}
+
+/// What happened to a TCP super-packet.
+#[derive(Debug, Clone, Copy)]
+pub enum SuperPacket {
+    SentWhole = 0,
+    Split = 1,
+    ReceivedWhole = 2,
 }
 
 impl WorkerStats {
@@ -100,6 +111,22 @@ impl WorkerStats {
     pub fn syscalls(&self, n: usize) {
         self.syscalls.fetch_add(n as u64, Relaxed);
     }
+
+    #[inline]
+    pub fn super_packet(&self, what: SuperPacket) {
+        self.super_packets[what as usize].fetch_add(1, Relaxed);
+    }
+}
+
+/// TCP super-packets (`show stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SuperPackets {
+    /// From pods, sent whole (direct mode, or to a local pod).
+    pub sent_whole: u64,
+    /// From pods, cut into segments in userspace.
+    pub split: u64,
+    /// From the underlay, delivered whole (direct mode).
+    pub received_whole: u64,
 }
 
 /// An endpoint's counters in one worker.
@@ -164,6 +191,9 @@ pub struct Offloads {
     pub udp_segment: bool,
     /// VXLAN received with `UDP_GRO`.
     pub udp_gro: bool,
+    /// Direct mode: TCP super-packets sent and received whole through
+    /// packet sockets with `PACKET_VNET_HDR`.
+    pub packet_gso: bool,
 }
 
 /// Everything `podwire show stats` prints.
@@ -181,6 +211,7 @@ pub struct Totals {
     pub average_batch: f64,
     pub syscalls: u64,
     pub packets_per_syscall: f64,
+    pub super_packets: SuperPackets,
     pub endpoints: Vec<EndpointTotals>,
 }
 
@@ -209,6 +240,17 @@ pub fn sum(workers: &[WorkerStats]) -> Totals {
     t.batch_packets = workers.iter().map(|w| w.batch_packets.load(Relaxed)).sum();
     t.syscalls = workers.iter().map(|w| w.syscalls.load(Relaxed)).sum();
     t.average_batch = ratio(t.batch_packets, t.batches);
+    let sp = |k: SuperPacket| {
+        workers
+            .iter()
+            .map(|w| w.super_packets[k as usize].load(Relaxed))
+            .sum()
+    };
+    t.super_packets = SuperPackets {
+        sent_whole: sp(SuperPacket::SentWhole),
+        split: sp(SuperPacket::Split),
+        received_whole: sp(SuperPacket::ReceivedWhole),
+    };
     let moved: u64 = t
         .modes
         .iter()
@@ -242,15 +284,23 @@ impl Totals {
         let on = |b: bool| if b { "on" } else { "off" };
         let _ = writeln!(
             s,
-            "offloads: tun {}, udp-segment {}, udp-gro {}",
+            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}",
             on(self.offloads.tun),
             on(self.offloads.udp_segment),
-            on(self.offloads.udp_gro)
+            on(self.offloads.udp_gro),
+            on(self.offloads.packet_gso)
         );
         let _ = writeln!(
             s,
             "batches {} ({} packets, average {:.1}), {:.2} packets per system call",
             self.batches, self.batch_packets, self.average_batch, self.packets_per_syscall
+        );
+        let _ = writeln!(
+            s,
+            "super-packets: {} sent whole, {} cut up, {} received whole",
+            self.super_packets.sent_whole,
+            self.super_packets.split,
+            self.super_packets.received_whole
         );
         let _ = writeln!(
             s,

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::stats::Mode;
+use super::stats::{Mode, SuperPacket};
 use super::{EndpointIo, Shared, Snapshot};
 use crate::io::socket::{
     BATCH, MAX_RUN_SEGMENTS, MAX_RUNS, MAX_SEGMENTS, RawSender, Received, Receiver, SegmentSender,
 };
-use crate::io::tun::VIRTIO_NET_HDR_LEN;
 use crate::pipeline::{self, DropReason, HEADROOM, Packet, State, Target, UdpChecksum, Verdict};
-use crate::table::{EndpointId, Via};
+use crate::table::{EndpointId, Hop, Via};
 use crate::wire::tcp_gro;
+use crate::wire::vnet::{self, VnetHdr};
 use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
 
 /// The largest packet a buffer holds after its headroom.
@@ -67,6 +67,26 @@ struct Delivery {
     buf: usize,
     start: usize,
     end: usize,
+    /// A TCP super-packet, written whole for the pod's kernel to take as
+    /// it would from GRO.
+    gso: Option<Gso>,
+}
+
+/// A TCP/IPv4 super-packet that goes whole: its segment size (payload
+/// bytes per segment) and whether its segments carry ECN.
+#[derive(Debug, Clone, Copy)]
+struct Gso {
+    size: u16,
+    ecn: bool,
+}
+
+impl Gso {
+    fn of(h: &VnetHdr) -> Option<Gso> {
+        h.is_tcp4_gso().then_some(Gso {
+            size: h.gso_size,
+            ecn: h.gso_type & vnet::GSO_ECN != 0,
+        })
+    }
 }
 
 /// A packet waiting in the transmit batch.
@@ -117,9 +137,7 @@ pub struct Worker {
     io: WorkerIo,
     bufs: Vec<Box<[u8]>>,
     frag_bufs: Vec<Box<[u8]>>,
-    /// A TUN read with offloads: the virtio header and up to 64 KB.
-    original: Vec<u8>,
-    /// Segment lengths of the last TUN read.
+    /// Segment lengths of the last TUN read's split.
     sizes: Vec<usize>,
     /// Packets waiting to be written to endpoints (in `bufs` or
     /// `frag_bufs`, not copied).
@@ -159,7 +177,8 @@ impl Worker {
                 Interest::READABLE,
             )?;
         }
-        let buf = || vec![0u8; HEADROOM + MAX_PACKET].into_boxed_slice();
+        // Room for a whole frame after a virtio header on a packet socket.
+        let buf = || vec![0u8; HEADROOM + vnet::LEN + ETH_LEN + MAX_PACKET].into_boxed_slice();
         let checksum = if io.vxlan_tx.is_some() {
             UdpChecksum::Offload
         } else {
@@ -172,7 +191,6 @@ impl Worker {
             io,
             bufs: (0..RX_BUFS).map(|_| buf()).collect(),
             frag_bufs: (0..FRAG_BUFS).map(|_| buf()).collect(),
-            original: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET],
             sizes: vec![0; RX_BUFS],
             deliveries: Vec::with_capacity(RX_BUFS + FRAG_BUFS),
             received: vec![Received::default(); BATCH],
@@ -305,14 +323,23 @@ impl Worker {
             return;
         };
         self.neighbours = self.shared.neighbours.load_full();
+        let counters = &ep.stats[self.index];
         let mut filled = 0;
         loop {
-            let read = queue.recv_segments(
-                &mut self.original,
-                &mut self.bufs[filled..],
-                &mut self.sizes[filled..],
-                HEADROOM,
-            );
+            // Room for the next read's segments: flush first if there is not.
+            if self.bufs.len() - filled < SEGMENTS_PER_READ + 1 {
+                self.stats().batch(filled);
+                self.flush(snap);
+                filled = 0;
+            }
+            // With offloads, the virtio header lands in the headroom and the
+            // packet at HEADROOM, where the pipeline wants it.
+            let at = if queue.offload() {
+                HEADROOM - vnet::LEN
+            } else {
+                HEADROOM
+            };
+            let read = queue.recv(&mut self.bufs[filled][at..]);
             self.stats().syscalls(1);
             let n = match read {
                 Ok(n) => n,
@@ -323,20 +350,69 @@ impl Worker {
                     break;
                 }
             };
-            let counters = &ep.stats[self.index];
-            for &len in &self.sizes[filled..filled + n] {
+            if !queue.offload() {
+                counters.from_workload.add(n);
+                self.egress_one(snap, from, filled, n, None);
+                filled += 1;
+                continue;
+            }
+            let Some(hdr) = VnetHdr::parse(&self.bufs[filled][at..at + n]) else {
+                self.stats().drop(DropReason::Malformed);
+                continue;
+            };
+            let len = n - vnet::LEN;
+            if hdr.gso_type == vnet::GSO_NONE {
+                if hdr.needs_csum() {
+                    let pkt = &mut self.bufs[filled][HEADROOM..HEADROOM + len];
+                    let (start, offset) = (hdr.csum_start.into(), hdr.csum_offset.into());
+                    if !vnet::complete_checksum(pkt, start, offset) {
+                        self.stats().drop(DropReason::Malformed);
+                        continue;
+                    }
+                }
                 counters.from_workload.add(len);
+                self.egress_one(snap, from, filled, len, None);
+                filled += 1;
+                continue;
             }
-            for i in filled..filled + n {
+            if let Some(whole) = self.whole(snap, filled, len, &hdr) {
+                self.stats().super_packet(SuperPacket::SentWhole);
+                counters.from_workload.add(len);
+                self.egress_one(snap, from, filled, len, Some(whole));
+                filled += 1;
+                continue;
+            }
+            // Cut into segments with complete checksums (tun-rs's port of
+            // wireguard-go's), each through the pipeline on its own.
+            let Ok(t) = tun_rs::VirtioNetHdr::decode(&self.bufs[filled][at..]) else {
+                self.stats().drop(DropReason::Malformed);
+                continue;
+            };
+            let v6 = self.bufs[filled][HEADROOM] >> 4 == 6;
+            let (input, rest) = self.bufs.split_at_mut(filled + 1);
+            let split = tun_rs::gso_split(
+                &mut input[filled][HEADROOM..HEADROOM + len],
+                t,
+                rest,
+                &mut self.sizes[filled + 1..],
+                HEADROOM,
+                v6,
+            );
+            self.stats().super_packet(SuperPacket::Split);
+            let k = match split {
+                Ok(k) => k,
+                Err(e) => {
+                    self.stats().drop(DropReason::Malformed);
+                    self.log_io_error("split a super-packet from endpoint", &ep.interface, &e);
+                    continue;
+                }
+            };
+            for i in filled + 1..filled + 1 + k {
                 let len = self.sizes[i];
-                self.egress_one(snap, from, i, len);
+                counters.from_workload.add(len);
+                self.egress_one(snap, from, i, len, None);
             }
-            filled += n;
-            if self.bufs.len() - filled < SEGMENTS_PER_READ {
-                self.stats().batch(filled);
-                self.flush(snap);
-                filled = 0;
-            }
+            filled += 1 + k;
         }
         if filled > 0 {
             self.stats().batch(filled);
@@ -344,18 +420,55 @@ impl Worker {
         self.flush(snap);
     }
 
+    /// Whether super-packet `i` (`len` bytes, header `hdr`) can go whole:
+    /// TCP/IPv4 to a local endpoint, or to a direct-mode route through a
+    /// packet socket that takes super-packets, with segments within the
+    /// MTU. Returns its segment size and the size of its segments on the
+    /// wire.
+    fn whole(&self, snap: &Snapshot, i: usize, len: usize, hdr: &VnetHdr) -> Option<(Gso, usize)> {
+        let gso = Gso::of(hdr)?;
+        let pkt = self.bufs[i].get(HEADROOM..HEADROOM + len)?;
+        let segment = vnet::tcp4_header_len(pkt)? + usize::from(gso.size);
+        let dst = u32::from_be_bytes(*pkt.get(16..20)?.first_chunk()?);
+        let ok = match snap.tables.lookup(dst) {
+            Some(Hop::Endpoint(_)) => true,
+            Some(Hop::Direct { .. }) => {
+                self.io.direct_tx.as_ref().is_some_and(|t| t.vnet())
+                    && segment <= usize::from(snap.tables.mtu().direct)
+            }
+            _ => false,
+        };
+        ok.then_some((gso, segment))
+    }
+
     /// Runs egress on buffer `i` and acts on the verdict.
-    fn egress_one(&mut self, snap: &Snapshot, from: EndpointId, i: usize, len: usize) {
+    fn egress_one(
+        &mut self,
+        snap: &Snapshot,
+        from: EndpointId,
+        i: usize,
+        len: usize,
+        gso: Option<(Gso, usize)>,
+    ) {
         let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, len);
-        let verdict = pipeline::egress(&snap.tables, &mut self.state, from, &mut pkt);
+        let verdict = match gso {
+            Some((_, segment)) => {
+                pipeline::egress_gso(&snap.tables, &mut self.state, from, &mut pkt, segment)
+            }
+            None => pipeline::egress(&snap.tables, &mut self.state, from, &mut pkt),
+        };
         let (start, end) = (pkt.offset(), pkt.offset() + pkt.len());
+        let gso = gso.map(|g| g.0);
         match verdict {
             Verdict::Deliver(to) => {
-                self.write_endpoint(snap, to, false, i, start, end, Mode::Local);
+                self.write_endpoint(snap, to, false, i, start, end, Mode::Local, gso);
             }
             Verdict::Icmp { to, reason } => {
                 self.stats().drop(reason);
-                self.write_endpoint(snap, to, false, i, start, end, Mode::Local);
+                self.write_endpoint(snap, to, false, i, start, end, Mode::Local, None);
+            }
+            Verdict::Send(Target::Direct { gw }) => {
+                self.queue_frame(false, i, start, end, gw, gso);
             }
             Verdict::Send(target) => self.queue_send(false, i, start, end, target),
             Verdict::Fragment(job) => {
@@ -390,7 +503,7 @@ impl Worker {
         let (dst, mode) = match target {
             Target::Ipip { node } => (node, Mode::Ipip),
             Target::Vxlan { node, .. } => (node, Mode::Vxlan),
-            Target::Direct { gw } => return self.queue_frame(frag, buf, start, end, gw),
+            Target::Direct { gw } => return self.queue_frame(frag, buf, start, end, gw, None),
         };
         if mode == Mode::Vxlan && self.io.vxlan_tx.is_some() {
             self.pending_vxlan.push(Pending {
@@ -415,9 +528,20 @@ impl Worker {
 
     /// Frames an inner packet for the next hop `gw` on the underlay: its
     /// MAC from the neighbour table, ours, EtherType IPv4, written into
-    /// the headroom in front of the packet.
-    fn queue_frame(&mut self, frag: bool, buf: usize, start: usize, end: usize, gw: Ipv4Addr) {
-        let (Some(dev), Some(_)) = (&self.shared.underlay, &self.io.direct_tx) else {
+    /// the headroom in front of the packet — and in front of that, when the
+    /// socket takes them, a `virtio_net_hdr`: for a super-packet (`gso`),
+    /// the segment size and the partial checksum's place, for anything
+    /// else zeros.
+    fn queue_frame(
+        &mut self,
+        frag: bool,
+        buf: usize,
+        start: usize,
+        end: usize,
+        gw: Ipv4Addr,
+        gso: Option<Gso>,
+    ) {
+        let (Some(dev), Some(tx)) = (&self.shared.underlay, &self.io.direct_tx) else {
             self.stats().drop(DropReason::NoNeighbour);
             return;
         };
@@ -444,10 +568,32 @@ impl Worker {
         eth[..6].copy_from_slice(&mac.0);
         eth[6..12].copy_from_slice(&src.0);
         eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let mut first = start - ETH_LEN;
+        if tx.vnet() {
+            let hdr = match gso {
+                Some(g) => VnetHdr::tcp4_gso(&pool[buf][start..end], ETH_LEN as u16, g.size, g.ecn),
+                None => Some(VnetHdr::default()),
+            };
+            let slot = first
+                .checked_sub(vnet::LEN)
+                .and_then(|s| pool[buf].get_mut(s..first))
+                .and_then(|b| b.first_chunk_mut::<{ vnet::LEN }>());
+            let (Some(hdr), Some(slot)) = (hdr, slot) else {
+                self.stats().drop(DropReason::TooBig);
+                return;
+            };
+            hdr.write(slot);
+            first -= vnet::LEN;
+        } else if gso.is_some() {
+            // Unreachable: super-packets go whole only to a socket that
+            // takes them.
+            self.stats().drop(DropReason::TooBig);
+            return;
+        }
         self.pending_frames.push(Pending {
             frag,
             buf,
-            start: start - ETH_LEN,
+            start: first,
             end,
             dst: gw,
             mode: Mode::Direct,
@@ -609,6 +755,7 @@ impl Worker {
         start: usize,
         end: usize,
         mode: Mode,
+        gso: Option<Gso>,
     ) {
         let Some(ep) = snap.endpoints.get(to.index()) else {
             self.stats().drop(DropReason::NotLocal);
@@ -622,6 +769,7 @@ impl Worker {
             buf,
             start,
             end,
+            gso,
         });
     }
 
@@ -649,6 +797,28 @@ impl Worker {
                 continue;
             };
             let first = data(&list[i]);
+            if let Some(g) = list[i].gso {
+                // A super-packet: alone, after its virtio header.
+                let hdr = VnetHdr::tcp4_gso(first, 0, g.size, g.ecn).filter(|_| queue.offload());
+                let mut block = [0u8; vnet::LEN];
+                stats.syscalls(1);
+                let sent = match hdr {
+                    Some(h) => {
+                        h.write(&mut block);
+                        let parts = [std::io::IoSlice::new(&block), std::io::IoSlice::new(first)];
+                        queue.send_vectored(&parts).map(|_| ())
+                    }
+                    None => Err(io::Error::other(
+                        "a super-packet for a device without offloads",
+                    )),
+                };
+                if let Err(e) = sent {
+                    failed += 1;
+                    last_error = Some((to, e));
+                }
+                i += 1;
+                continue;
+            }
             if !queue.offload() {
                 stats.syscalls(1);
                 if let Err(e) = queue.send(first) {
@@ -664,7 +834,12 @@ impl Worker {
             let (mut merged, mut last, mut psh) =
                 head.map_or((0, 0, true), |f| (f.payload_len, f.payload_len, f.psh));
             if let Some(f) = &head {
-                while j < list.len() && j - i < MAX_MERGE && !psh && list[j].to == to {
+                while j < list.len()
+                    && j - i < MAX_MERGE
+                    && !psh
+                    && list[j].to == to
+                    && list[j].gso.is_none()
+                {
                     let next = data(&list[j]);
                     let Some(s) = tcp_gro::segment(next) else {
                         break;
@@ -747,6 +922,8 @@ impl Worker {
                 return;
             }
             self.stats().batch(n);
+            let vnet_rx =
+                mode == Mode::Direct && self.io.direct_rx.as_ref().is_some_and(|r| r.vnet());
             for i in 0..n {
                 let r = self.received[i];
                 if r.segment > 0 && r.len > r.segment {
@@ -754,23 +931,28 @@ impl Worker {
                     continue;
                 }
                 let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM, r.len);
+                let mut gso = None;
                 let v = match mode {
                     // A raw socket gives the whole outer packet.
                     Mode::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
                     // A packet socket gives the frame (the filter let only
-                    // IPv4 to local prefixes through).
-                    Mode::Direct => {
-                        if pkt.advance(ETH_LEN) {
+                    // IPv4 to local prefixes through), after a virtio
+                    // header when it has them.
+                    Mode::Direct => match direct_frame(&mut pkt, vnet_rx) {
+                        Ok(g) => {
+                            gso = g;
                             pipeline::ingress_direct(&snap.tables, &mut pkt)
-                        } else {
-                            Verdict::Drop(DropReason::Malformed)
                         }
-                    }
+                        Err(reason) => Verdict::Drop(reason),
+                    },
                     // A UDP socket gives the payload; the kernel checked the rest.
                     _ => pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt),
                 };
                 let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
-                self.deliver(snap, v, i, s, e, mode);
+                if gso.is_some() && matches!(v, Verdict::Deliver(_)) {
+                    self.stats().super_packet(SuperPacket::ReceivedWhole);
+                }
+                self.deliver(snap, v, i, s, e, mode, gso);
             }
             self.flush_endpoints(snap);
             if n < BATCH {
@@ -787,14 +969,24 @@ impl Worker {
             let mut pkt = Packet::new(&mut self.bufs[i], HEADROOM + at, len);
             let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
             let (s, e) = (pkt.offset(), pkt.offset() + pkt.len());
-            self.deliver(snap, v, i, s, e, Mode::Vxlan);
+            self.deliver(snap, v, i, s, e, Mode::Vxlan, None);
             at += len;
         }
     }
 
-    fn deliver(&mut self, snap: &Snapshot, v: Verdict, i: usize, s: usize, e: usize, mode: Mode) {
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        snap: &Snapshot,
+        v: Verdict,
+        i: usize,
+        s: usize,
+        e: usize,
+        mode: Mode,
+        gso: Option<Gso>,
+    ) {
         match v {
-            Verdict::Deliver(to) => self.write_endpoint(snap, to, false, i, s, e, mode),
+            Verdict::Deliver(to) => self.write_endpoint(snap, to, false, i, s, e, mode, gso),
             other => {
                 if let Some(r) = other.drop_reason() {
                     self.stats().drop(r);
@@ -802,6 +994,34 @@ impl Worker {
             }
         }
     }
+}
+
+/// Moves `pkt` from the start of a frame read from a packet socket (after
+/// its `virtio_net_hdr` when `vnet`) to its IPv4 packet. A partial
+/// checksum of a single packet is completed here; a TCP super-packet stays
+/// whole, its checksum partial, and comes back as `Some` to be written
+/// whole; another kind of super-packet cannot be delivered (`too-big`).
+fn direct_frame(pkt: &mut Packet, vnet: bool) -> Result<Option<Gso>, DropReason> {
+    let mut gso = None;
+    if vnet {
+        let hdr = VnetHdr::parse(pkt.data()).ok_or(DropReason::Malformed)?;
+        if hdr.gso_type != vnet::GSO_NONE {
+            gso = Some(Gso::of(&hdr).ok_or(DropReason::TooBig)?);
+        } else if hdr.needs_csum() {
+            let frame = pkt.data_mut().get_mut(vnet::LEN..).unwrap_or_default();
+            let (start, offset) = (hdr.csum_start.into(), hdr.csum_offset.into());
+            if !vnet::complete_checksum(frame, start, offset) {
+                return Err(DropReason::Malformed);
+            }
+        }
+        if !pkt.advance(vnet::LEN) {
+            return Err(DropReason::Malformed);
+        }
+    }
+    if !pkt.advance(ETH_LEN) {
+        return Err(DropReason::Malformed);
+    }
+    Ok(gso)
 }
 
 /// The bytes of a pending packet.

@@ -98,6 +98,9 @@ pub struct RawSender {
     sock: Socket,
     /// IP sockets address each packet; a bound packet socket does not.
     addressed: bool,
+    /// A packet socket with `PACKET_VNET_HDR`: every frame sent starts with
+    /// a `virtio_net_hdr` (`wire::vnet`).
+    vnet: bool,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_in>,
@@ -119,18 +122,30 @@ impl RawSender {
         Self::with(sock, true)
     }
 
-    /// An `AF_PACKET` socket bound to interface `ifindex`, for frames.
-    pub fn packet(ifindex: u32) -> io::Result<Self> {
+    /// An `AF_PACKET` socket bound to interface `ifindex`, for frames;
+    /// with `vnet`, asks for `PACKET_VNET_HDR` (see [`RawSender::vnet`]),
+    /// so that a TCP super-packet goes to the device whole, for the kernel
+    /// (or the NIC) to segment.
+    pub fn packet(ifindex: u32, vnet: bool) -> io::Result<Self> {
         let sock = packet_socket(ifindex, false)?;
-        Self::with(sock, false)
+        let vnet = vnet && set_int(&sock, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
+        let mut tx = Self::with(sock, false)?;
+        tx.vnet = vnet;
+        Ok(tx)
+    }
+
+    /// True when every frame must start with a `virtio_net_hdr`.
+    pub fn vnet(&self) -> bool {
+        self.vnet
     }
 
     fn with(sock: Socket, addressed: bool) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
-        let _ = sock.set_send_buffer_size(4 << 20);
+        buffer_size(&sock, libc::SO_SNDBUFFORCE, 4 << 20);
         Ok(RawSender {
             sock,
             addressed,
+            vnet: false,
             hdrs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
             iovs: vec![
                 libc::iovec {
@@ -347,6 +362,7 @@ pub struct Receiver {
     state: RecvState,
     want_tos: bool,
     gro: bool,
+    vnet: bool,
 }
 
 impl Receiver {
@@ -380,8 +396,13 @@ impl Receiver {
     /// [`Receiver::filter_ipv4_destinations`]), not the ones it sends, as
     /// whole frames. The filter is in place before the socket is bound, so
     /// no other frame is ever queued on it.
-    pub fn packet(ifindex: u32, nets: &[(Ipv4Addr, u8)]) -> io::Result<Self> {
+    ///
+    /// With `vnet`, asks for `PACKET_VNET_HDR` (see [`Receiver::vnet`]):
+    /// every frame then comes after a `virtio_net_hdr`, and a TCP
+    /// super-packet the sender's kernel did not segment comes whole.
+    pub fn packet(ifindex: u32, nets: &[(Ipv4Addr, u8)], vnet: bool) -> io::Result<Self> {
         let sock = packet_socket(ifindex, true)?;
+        let vnet = vnet && set_int(&sock, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
         let on: libc::c_int = 1;
         // SAFETY: a valid socket, a c_int option value with its true size.
         let r = unsafe {
@@ -396,7 +417,8 @@ impl Receiver {
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
-        let rx = Self::with(sock, false)?;
+        let mut rx = Self::with(sock, false)?;
+        rx.vnet = vnet;
         rx.filter_ipv4_destinations(nets)?;
         bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
         Ok(rx)
@@ -453,18 +475,24 @@ impl Receiver {
 
     fn with(sock: Socket, want_tos: bool) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
-        let _ = sock.set_recv_buffer_size(4 << 20);
+        buffer_size(&sock, libc::SO_RCVBUFFORCE, 4 << 20);
         Ok(Receiver {
             sock,
             state: RecvState::new(),
             want_tos,
             gro: false,
+            vnet: false,
         })
     }
 
     /// True when the kernel coalesces datagrams for this socket (`UDP_GRO`).
     pub fn gro(&self) -> bool {
         self.gro
+    }
+
+    /// True when every frame comes after a `virtio_net_hdr`.
+    pub fn vnet(&self) -> bool {
+        self.vnet
     }
 
     /// Receives up to [`BATCH`] datagrams into `bufs`.
@@ -565,7 +593,7 @@ impl SegmentSender {
             }
             let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
             sock.set_nonblocking(true)?;
-            let _ = sock.set_send_buffer_size(4 << 20);
+            buffer_size(&sock, libc::SO_SNDBUFFORCE, 4 << 20);
             // As Linux's VXLAN device sends: DF clear, TTL 64.
             set_int(
                 &sock,
@@ -693,6 +721,21 @@ impl SegmentSender {
         }
         (sent, None)
     }
+}
+
+/// Sets a socket buffer to `bytes` past `net.core.rmem_max`/`wmem_max`
+/// (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`, which `CAP_NET_ADMIN` allows; a
+/// 64 KB super-packet takes a third of the default 208 KB), or as close as
+/// the limits let the plain option go.
+fn buffer_size(sock: &Socket, force: libc::c_int, bytes: usize) {
+    if set_int(sock, libc::SOL_SOCKET, force, bytes as libc::c_int).is_ok() {
+        return;
+    }
+    let _ = if force == libc::SO_RCVBUFFORCE {
+        sock.set_recv_buffer_size(bytes)
+    } else {
+        sock.set_send_buffer_size(bytes)
+    };
 }
 
 /// An `AF_PACKET` raw socket on interface `ifindex`. Created with protocol

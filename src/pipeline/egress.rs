@@ -12,6 +12,33 @@ use crate::wire::ipv4;
 /// Runs the egress pipeline on `pkt`, an IPv4 packet read from the TUN
 /// device of endpoint `from`.
 pub fn egress(t: &Tables, st: &mut State, from: EndpointId, pkt: &mut Packet) -> Verdict {
+    egress_sized(t, st, from, pkt, None)
+}
+
+/// Runs the egress pipeline on a TCP super-packet (GSO) that the pod's
+/// kernel left for the device to cut into segments of at most `segment`
+/// bytes, headers included: the same checks, the MTU applying to the
+/// segments. Only a local delivery or a direct-mode send can carry it
+/// whole; a route that would encapsulate it, or segments larger than the
+/// mode's MTU, drop it as `too-big` — the caller checks the route and the
+/// size first and cuts the packet up itself when they do not fit.
+pub fn egress_gso(
+    t: &Tables,
+    st: &mut State,
+    from: EndpointId,
+    pkt: &mut Packet,
+    segment: usize,
+) -> Verdict {
+    egress_sized(t, st, from, pkt, Some(segment))
+}
+
+fn egress_sized(
+    t: &Tables,
+    st: &mut State,
+    from: EndpointId,
+    pkt: &mut Packet,
+    segment: Option<usize>,
+) -> Verdict {
     let h = match ipv4::parse(pkt.data()) {
         Ok(h) => h,
         Err(ipv4::Error::NotIpv4) => return Verdict::Drop(DropReason::NotIpv4),
@@ -65,6 +92,13 @@ pub fn egress(t: &Tables, st: &mut State, from: EndpointId, pkt: &mut Packet) ->
         }
         Some(Hop::Direct { gw }) => (Target::Direct { gw }, t.mtu().direct),
     };
+    if let Some(segment) = segment {
+        if segment > usize::from(mtu) || !matches!(target, Target::Direct { .. }) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        decrement_ttl(pkt);
+        return encapsulate(t, st, pkt, target);
+    }
     if pkt.len() > usize::from(mtu) {
         if h.dont_fragment() {
             let kind = icmp::Kind::FragNeeded { mtu };

@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use crate::table::EndpointId;
 use crate::wire::MacAddr;
 
-pub use egress::egress;
+pub use egress::{egress, egress_gso};
 pub use encap::finish_udp_checksum;
 pub use frag::FragJob;
 pub use ingress::{ingress, ingress_direct, ingress_vxlan_payload};

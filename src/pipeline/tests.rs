@@ -996,3 +996,71 @@ proptest! {
         }
     }
 }
+
+/// A 4000-byte TCP/IPv4 packet with DF, TTL 64, from 10.2.36.68 to `dst`:
+/// what a pod's kernel hands a TUN device with TSO as one super-packet.
+fn tcp_super_packet(dst: [u8; 4]) -> Vec<u8> {
+    let mut p = vec![0u8; 4000];
+    p[..16].copy_from_slice(&hex("45 00 0f a0 00 01 40 00 40 06 00 00 0a 02 24 44"));
+    p[16..20].copy_from_slice(&dst);
+    fix_ip_csum(&mut p, 0);
+    // TCP: ports 40000 -> 5001, data offset 5, ACK.
+    p[20..34].copy_from_slice(&hex("9c 40 13 89 00 00 00 01 00 00 00 01 50 10"));
+    p
+}
+
+fn run_egress_gso(t: &Tables, bytes: &[u8], segment: usize) -> (Verdict, Vec<u8>) {
+    let mut buf = vec![0u8; HEADROOM + bytes.len()];
+    buf[HEADROOM..].copy_from_slice(bytes);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, bytes.len());
+    let mut st = State::new(0x0fff);
+    let v = super::egress_gso(t, &mut st, ep(t, "cali1"), &mut pkt, segment);
+    (v, pkt.data().to_vec())
+}
+
+/// A super-packet goes whole only where the kernel will cut it up: to a
+/// direct-mode route when its segments fit the MTU (TTL decremented, the
+/// rest untouched), or to a local pod; never into an encapsulation, never
+/// with segments past the MTU. The same packet through plain `egress` is
+/// too big for the MTU.
+#[test]
+fn super_packets_go_whole_only_where_the_kernel_segments() {
+    let direct = CLUSTER.replacen("vxlanMode: Always", "vxlanMode: Never", 1);
+    let underlay = Underlay {
+        name: "eth0".into(),
+        mtu: 1500,
+    };
+    let t = compile(&parse(&direct).unwrap(), "k8s-node1", &underlay).unwrap();
+    let p = tcp_super_packet([10, 2, 169, 138]);
+    let (v, out) = run_egress_gso(&t, &p, 1500);
+    assert_eq!(v, Verdict::Send(Target::Direct { gw: NODE2 }));
+    assert_eq!(out.len(), 4000);
+    assert_eq!(out[8], 63);
+    assert!(crate::wire::checksum::verifies(&out[..20]));
+    assert_eq!(out[20..], p[20..]);
+    // Segments of 1501 bytes do not fit the underlay's 1500.
+    assert_eq!(
+        run_egress_gso(&t, &p, 1501).0,
+        Verdict::Drop(DropReason::TooBig)
+    );
+    // To a local pod: whole.
+    let local = tcp_super_packet([10, 2, 36, 69]);
+    assert_eq!(
+        run_egress_gso(&t, &local, 1500).0,
+        Verdict::Deliver(ep(&t, "cali2"))
+    );
+    // Plain egress: a DF packet over the MTU.
+    assert!(matches!(
+        run_egress(&t, "cali1", &p).0,
+        Verdict::Icmp {
+            reason: DropReason::TooBig,
+            ..
+        }
+    ));
+    // VXLAN: never whole, whatever the segments.
+    let vx = tables("k8s-node1");
+    assert_eq!(
+        run_egress_gso(&vx, &p, 1000).0,
+        Verdict::Drop(DropReason::TooBig)
+    );
+}

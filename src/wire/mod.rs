@@ -7,6 +7,7 @@
 pub mod checksum;
 pub mod ipv4;
 pub mod tcp_gro;
+pub mod vnet;
 pub mod vxlan;
 
 use std::fmt;
