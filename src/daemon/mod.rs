@@ -97,6 +97,9 @@ pub struct Shared {
     pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
     /// The state file's tracker, which a reload wakes.
     pub state_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// The snapshot generation each worker has moved to (and let go of
+    /// every older snapshot and removed endpoint).
+    pub worker_generations: Vec<AtomicU64>,
     pub offloads: stats::Offloads,
 }
 
@@ -312,11 +315,29 @@ impl Daemon {
         )
         .map_err(|e| e.to_string())?;
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
+        let generation = snap.generation;
         self.shared.snapshot.store(Arc::new(snap));
         self.wake();
         if let Some(t) = self.shared.state_thread.get() {
             t.unpark();
         }
+        // A removed endpoint's device goes when its last reference does,
+        // and closing a TUN queue takes tens of milliseconds (the kernel
+        // detaches the queue and unregisters the device under RTNL): let
+        // that be this thread, not a worker, whose other endpoints' queues
+        // would go unread meanwhile. The workers let go of the old snapshot
+        // when they move to the new one.
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self
+            .shared
+            .worker_generations
+            .iter()
+            .any(|g| g.load(Ordering::Acquire) < generation)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(old);
         tracing::info!(routes, endpoints, "configuration reloaded");
         Ok(())
     }
@@ -479,6 +500,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         workers: (0..threads).map(|_| WorkerStats::default()).collect(),
+        worker_generations: (0..threads).map(|_| AtomicU64::new(0)).collect(),
         stop: AtomicBool::new(false),
         started: Instant::now(),
         reloads: AtomicU64::new(0),

@@ -296,6 +296,7 @@ impl Worker {
             }
         }
         self.generation = snap.generation;
+        self.shared.worker_generations[self.index].store(snap.generation, Ordering::Release);
     }
 
     fn stats(&self) -> &super::stats::WorkerStats {
