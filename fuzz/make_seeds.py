@@ -242,6 +242,13 @@ def egress_seeds():
             options=b"\x07\x07\x04" + bytes(4) + b"\x83\x07\x04" + bytes(4) + b"\x00\x00")
     s["vxlan-at-mtu"] = bytes([0x00]) + ipv4(
         POD_WEB, POD_NODE2, 17, udp(POD_WEB, POD_NODE2, 40000, 5001, bytes(1450 - 28)), df=True)
+    # A pod's TCP super-packet as TSO hands it over: 4000 bytes, DF, ACK
+    # (podwire does not read the TCP checksum, left zero here).
+    tcp_hdr = struct.pack("!HHIIBBHHH", 40000, 5001, 1, 1, 5 << 4, 0x10, 64240, 0, 0)
+    for name, sel, dst in [("direct", 0x80, POD_NODE2), ("vxlan", 0x00, POD_NODE2),
+                           ("direct-local", 0x80, POD_DB)]:
+        s[f"{name}-tcp-super-packet"] = bytes([sel]) + ipv4(
+            POD_WEB, dst, 6, tcp_hdr + bytes(range(256)) * 15 + bytes(3960 - 3840), df=True)
     s["xsubnet-ipip-pool"] = bytes([0xC0]) + ipv4(POD_WEB, "10.3.7.5", 1, icmp_echo())
     s["xsubnet-direct-pool"] = bytes([0xC0]) + ipv4(POD_WEB, "10.3.8.5", 1, icmp_echo())
     return s

@@ -9,7 +9,7 @@ use podwire::pipeline::{DropReason, Verdict};
 use podwire::table::{self, CompileError, EndpointId};
 
 use crate::{
-    EgressResult, Entry, IPIP, LOCAL_NODE, Mode, Route, VXLAN, checksum, cluster,
+    EgressResult, Entry, IPIP, LOCAL_NODE, Mode, Route, VXLAN, checksum, checksum_ok, cluster,
     options_well_formed, run_egress, run_ingress,
 };
 
@@ -75,6 +75,79 @@ pub fn egress(data: &[u8]) {
         i => usize::from(i) % n,
     };
     run_egress(c, EndpointId(from as u32), packet);
+    let mtu = usize::from(c.local().mtu().direct);
+    for segment in [mtu, mtu + 1] {
+        check_super_packet(c, EndpointId(from as u32), packet, segment);
+    }
+}
+
+/// Runs one packet through `egress`, or `egress_gso` with `segment`.
+fn egress_once(
+    c: &crate::Cluster,
+    from: EndpointId,
+    input: &[u8],
+    segment: Option<usize>,
+) -> (Verdict, Vec<u8>) {
+    use podwire::pipeline::{self, HEADROOM, Packet, State};
+    let mut buf = vec![0u8; HEADROOM + input.len()];
+    buf[HEADROOM..].copy_from_slice(input);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, input.len());
+    let mut st = State::new(0x1234);
+    let v = match segment {
+        Some(s) => pipeline::egress_gso(c.local(), &mut st, from, &mut pkt, s),
+        None => pipeline::egress(c.local(), &mut st, from, &mut pkt),
+    };
+    (v, pkt.data().to_vec())
+}
+
+/// The same packet taken as a TCP super-packet with segments of `segment`
+/// bytes (`egress_gso`): it may go whole only to a local pod (where plain
+/// egress delivers it too) or to a direct-mode next hop (where plain egress
+/// sends it, or finds it too big), with segments within the MTU, the
+/// packet unchanged but for TTL − 1 and a header checksum that verifies;
+/// it is never encapsulated or fragmented; every other verdict is plain
+/// egress's, but for `too-big`.
+fn check_super_packet(c: &crate::Cluster, from: EndpointId, input: &[u8], segment: usize) {
+    use podwire::pipeline::Target;
+    let (plain, _) = egress_once(c, from, input, None);
+    let (v, out) = egress_once(c, from, input, Some(segment));
+    let what = format!("{}: super-packet of {segment}-byte segments", c.name);
+    if *crate::VERBOSE {
+        eprintln!("  {what}: {v:?}");
+    }
+    let size_bound = matches!(
+        plain,
+        Verdict::Fragment(_)
+            | Verdict::Drop(DropReason::TooBig)
+            | Verdict::Icmp {
+                reason: DropReason::TooBig,
+                ..
+            }
+    );
+    match v {
+        Verdict::Send(Target::Direct { gw }) => {
+            assert!(segment <= usize::from(c.local().mtu().direct), "{what}");
+            assert!(
+                plain == Verdict::Send(Target::Direct { gw }) || size_bound,
+                "{what}: sent whole to {gw}, plain egress says {plain:?}"
+            );
+            assert_eq!(out.len(), input.len(), "{what}");
+            assert_eq!(out[8], input[8].wrapping_sub(1), "{what}: TTL");
+            assert_eq!(out[..8], input[..8], "{what}");
+            assert_eq!(out[12..], input[12..], "{what}");
+            let ihl = usize::from(out[0] & 0x0f) * 4;
+            assert!(checksum_ok(&out[..ihl]), "{what}: header checksum");
+        }
+        Verdict::Deliver(to) => assert_eq!(plain, Verdict::Deliver(to), "{what}"),
+        Verdict::Drop(DropReason::TooBig) => assert!(
+            size_bound || matches!(plain, Verdict::Send(_)),
+            "{what}: too big, plain egress says {plain:?}"
+        ),
+        Verdict::Send(_) | Verdict::Fragment(_) => {
+            panic!("{what}: {v:?}: a super-packet encapsulated or fragmented")
+        }
+        other => assert_eq!(other, plain, "{what}"),
+    }
 }
 
 /// `config`: arbitrary text as a configuration file.
