@@ -40,6 +40,8 @@ pub struct Options {
     pub json: bool,
     pub plot: Option<PathBuf>,
     pub out: PathBuf,
+    /// Worker threads of each podwire daemon.
+    pub threads: usize,
 }
 
 /// One measured series.
@@ -169,7 +171,12 @@ fn measure(
 }
 
 /// Builds `path` in `w`; returns the sending and receiving pods.
-fn build(w: &mut World, exe: &str, path: &str) -> Result<(String, String), LabError> {
+fn build(
+    w: &mut World,
+    exe: &str,
+    path: &str,
+    threads: usize,
+) -> Result<(String, String), LabError> {
     let pods = match path {
         "kernel-vxlan" => lab::kernel_vxlan_pods(w)?,
         "kernel-direct" => lab::kernel_direct_pods(w)?,
@@ -183,7 +190,7 @@ fn build(w: &mut World, exe: &str, path: &str) -> Result<(String, String), LabEr
             std::fs::write(&config, lab::cluster_yaml(mode)).map_err(|e| err(e.to_string()))?;
             let (_, nodes) = w.underlay()?;
             let config = config.to_string_lossy().into_owned();
-            let (_, pods) = lab::podwire_cluster(w, exe, &config, mode, &nodes)?;
+            let (_, pods) = lab::podwire_cluster(w, exe, &config, mode, &nodes, threads)?;
             // Pods: m-a, m-b, 1-a, 1-b, 2-a, 2-b.
             vec![pods[2].0.clone(), pods[4].0.clone()]
         }
@@ -216,7 +223,7 @@ pub fn run(
                 dir.clone(),
                 Arc::clone(&interrupted),
             );
-            let (from, to) = build(&mut w, &exe, path)?;
+            let (from, to) = build(&mut w, &exe, path, opts.threads)?;
             for (t, test) in TESTS.iter().enumerate() {
                 let v = measure(&mut w, &from, &to, lab::POD2, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {

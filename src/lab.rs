@@ -823,7 +823,7 @@ fn run_mode(
     w.spawn("tcpdump", &sw, &capture, None)?;
     // Let it open the device before anything is sent.
     std::thread::sleep(Duration::from_millis(300));
-    let (controls, pods) = podwire_cluster(w, exe, &config, mode, &nodes)?;
+    let (controls, pods) = podwire_cluster(w, exe, &config, mode, &nodes, 1)?;
     say("k8s-node1's tables (podwire show routes, neigh, fdb):".into());
     for topic in ["routes", "neigh", "fdb"] {
         let text = crate::daemon::control::request(&controls[1], topic, false)
@@ -925,7 +925,9 @@ pub(crate) fn podwire_cluster(
     config: &str,
     mode: Mode,
     nodes: &[String],
+    threads: usize,
 ) -> Result<(Vec<PathBuf>, Vec<Pod>), LabError> {
+    let threads = threads.max(1).to_string();
     let mut controls = Vec::new();
     for (n, ns) in NODES.iter().zip(nodes) {
         let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.name));
@@ -943,6 +945,8 @@ pub(crate) fn podwire_cluster(
                 n.name,
                 "--control",
                 &c,
+                "--threads",
+                &threads,
             ],
             Some(&log),
         )?;

@@ -121,6 +121,10 @@ enum Command {
         /// Where the daemons' logs and cluster files go.
         #[arg(long, value_name = "DIR", default_value = "bench-out")]
         out: PathBuf,
+        /// Worker threads of each podwire daemon (`podwire run --threads`):
+        /// more than one shows whether flows stay in order across workers.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
     },
     /// Ask a running daemon for its tables or counters.
     #[command(
@@ -262,6 +266,7 @@ fn main() -> ExitCode {
             json,
             plot,
             out,
+            threads,
         } => {
             let opts = podwire::bench::Options {
                 rounds: usize::from(rounds),
@@ -269,6 +274,7 @@ fn main() -> ExitCode {
                 json,
                 plot,
                 out,
+                threads: usize::from(threads),
             };
             match podwire::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,
