@@ -127,8 +127,20 @@ fn kernel_node(lab: &mut Lab, node: &str) -> String {
         ],
     );
     lab.must_exec(node, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    // The pod: a veth whose host side is cali2a with MAC ee:ee:ee:ee:ee:ee,
-    // proxy ARP, and a /32 route.
+    let pod = kernel_pod(lab, node, "1450");
+    // On one host, the pod's TCP checksums would stay CHECKSUM_PARTIAL all
+    // the way through veth, the kernel's VXLAN and the bridge: no NIC ever
+    // completes them, and a UDP socket hands podwire the inner segment with
+    // only the pseudo-header sum in its checksum field. Between machines, the
+    // sending NIC completes them. Here the pod computes them itself.
+    lab.must_exec(&pod, &["ethtool", "-K", "eth0", "tx", "off"]);
+    pod
+}
+
+/// A pod on kernel node `node`, attached as Calico attaches pods: a veth
+/// whose host side is cali2a with MAC ee:ee:ee:ee:ee:ee, proxy ARP, a /32
+/// route; in the pod, 10.2.169.138/32 and a default route via 169.254.1.1.
+fn kernel_pod(lab: &mut Lab, node: &str, mtu: &str) -> String {
     let pod = lab.netns("pb");
     lab.ip(
         node,
@@ -145,7 +157,7 @@ fn kernel_node(lab: &mut Lab, node: &str) -> String {
             "address",
             "ee:ee:ee:ee:ee:ee",
             "mtu",
-            "1450",
+            mtu,
             "up",
         ],
     );
@@ -170,7 +182,7 @@ fn kernel_node(lab: &mut Lab, node: &str) -> String {
         ],
     );
     lab.ip(&pod, &["addr", "add", "10.2.169.138/32", "dev", "eth0"]);
-    lab.ip(&pod, &["link", "set", "eth0", "mtu", "1450", "up"]);
+    lab.ip(&pod, &["link", "set", "eth0", "mtu", mtu, "up"]);
     lab.ip(
         &pod,
         &[
@@ -195,12 +207,6 @@ fn kernel_node(lab: &mut Lab, node: &str) -> String {
             "eth0",
         ],
     );
-    // On one host, the pod's TCP checksums would stay CHECKSUM_PARTIAL all
-    // the way through veth, the kernel's VXLAN and the bridge: no NIC ever
-    // completes them, and a UDP socket hands podwire the inner segment with
-    // only the pseudo-header sum in its checksum field. Between machines, the
-    // sending NIC completes them. Here the pod computes them itself.
-    lab.must_exec(&pod, &["ethtool", "-K", "eth0", "tx", "off"]);
     pod
 }
 
@@ -311,6 +317,105 @@ fn kernel_interop(podwire_flags: &[&str]) {
     assert!(ports.len() <= 2, "one source port per flow: {ports:?}");
     let stats = lab.stats(&ctl);
     assert_eq!(lab.drops(&ctl, "bad-checksum"), 0, "{stats}");
+}
+
+/// Direct mode (Calico's BGP mode) against a node whose kernel routes pod
+/// traffic as BIRD and Felix set it up: the remote block via the podwire
+/// node's IP on the underlay, the pod on a veth with proxy ARP. Nothing is
+/// turned off in the kernel pod: its TCP leaves with partial checksums and
+/// in super-packets, and podwire's packet socket (`PACKET_VNET_HDR`) says
+/// so, so podwire completes single segments and hands super-packets whole
+/// to its pod. tshark checks the frames podwire sends.
+#[test]
+fn direct_with_a_kernel_node() {
+    if !root_or_skip("direct_with_a_kernel_node") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let config = lab.file(
+        "cluster.yaml",
+        &CLUSTER.replace("MODE", "ipipMode: Never, vxlanMode: Never"),
+    );
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let a = lab.netns("na");
+    let b = lab.netns("nb");
+    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
+    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    lab.must_exec(&a, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    let ctl = lab.podwire(&a, &config, "k8s-node1", &[]);
+    let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
+    lab.must_exec(&b, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    lab.ip(
+        &b,
+        &[
+            "route",
+            "add",
+            "10.2.36.64/26",
+            "via",
+            "192.168.33.55",
+            "dev",
+            "eth0",
+            "onlink",
+        ],
+    );
+    lab.ip(
+        &b,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.33.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ],
+    );
+    let pb = kernel_pod(&mut lab, &b, "1500");
+
+    let pcap = lab.dir.join("direct.pcap");
+    capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
+    ping(&lab, &pa, "10.2.169.138", 5);
+    ping(&lab, &pb, "10.2.36.68", 5);
+    stop_capture(&mut lab, "tcpdump");
+    transfer(&mut lab, &pa, &pb, "10.2.169.138", 20, 6003);
+    transfer(&mut lab, &pb, &pa, "10.2.36.68", 20, 6004);
+
+    let mac_a = lab.must_exec(&a, &["cat", "/sys/class/net/eth0/address"]);
+    let mac_b = lab.must_exec(&b, &["cat", "/sys/class/net/eth0/address"]);
+    let rows = tshark(
+        &pcap,
+        "icmp && ip.src == 10.2.36.68",
+        &[
+            "eth.src",
+            "eth.dst",
+            "ip.dst",
+            "ip.ttl",
+            "ip.checksum.status",
+            "icmp.checksum.status",
+        ],
+    );
+    assert!(rows.len() >= 10, "podwire's frames captured: {rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], mac_a.trim(), "from the podwire node's MAC: {r:?}");
+        assert_eq!(r[1], mac_b.trim(), "to the kernel node's MAC: {r:?}");
+        assert_eq!(r[2], "10.2.169.138");
+        assert_eq!(r[3], "63", "TTL decremented once: {r:?}");
+        assert_eq!(r[4], "1", "IPv4 checksum good: {r:?}");
+        assert_eq!(r[5], "1", "ICMP checksum good: {r:?}");
+    }
+    let stats = lab.stats(&ctl);
+    for d in stats["drops"].as_array().unwrap() {
+        let (reason, n) = (d[0].as_str().unwrap(), d[1].as_u64().unwrap());
+        assert!(
+            n == 0 || reason == "not-ipv4",
+            "{n} drops for {reason}: {stats}"
+        );
+    }
+    let sp = &stats["super_packets"];
+    assert!(sp["sent_whole"].as_u64() > Some(10), "{sp}");
+    assert!(sp["received_whole"].as_u64() > Some(10), "{sp}");
 }
 
 /// Runs scapy in `ns` with `script` (which may use `mac1`, the VTEP MAC of k8s-node1).
