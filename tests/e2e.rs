@@ -161,6 +161,11 @@ fn end_to_end(mode: &str) {
     ping(lab, &c.p1a, "10.2.36.69", 3);
     ping(lab, &c.p1b, "10.2.36.68", 3);
 
+    // The pod's device queues 4096 packets (not the default 500) while a
+    // worker is busy elsewhere.
+    let link = lab.ip(&c.p1a, &["link", "show", "eth0"]);
+    assert!(link.contains("qlen 4096"), "{link}");
+
     // No duplicate replies: only podwire forwards pod traffic.
     let out = lab.exec(
         &c.p1a,

@@ -46,8 +46,9 @@ const EXTRA_NODES: usize = 120;
 /// reload removes endpoints overflows the sending pod's TUN queue).
 const RATE: u32 = 4000;
 const PORT: u16 = 5005;
-/// Datagrams the sender sends back to back first: fewer than the 500 a pod's
-/// TUN queue holds (its default `txqueuelen`), so none can be dropped there.
+/// Datagrams the sender sends back to back first: fewer than even a default
+/// TUN queue holds (`txqueuelen` 500; podwire sets 4096), so none can be
+/// dropped there.
 const BURST: u32 = 400;
 
 /// Resident memory (VmRSS) after reload 100 may differ from the baseline
@@ -385,7 +386,7 @@ fn diagnostics(
 }
 
 /// Packets the kernel dropped on `pod`'s eth0 on their way out: a TUN
-/// device drops what does not fit its queue (`txqueuelen`, 500) when the
+/// device drops what does not fit its queue (`txqueuelen`, 4096) when the
 /// daemon does not read it for a while.
 fn tx_dropped(lab: &Lab, pod: &str) -> u64 {
     let v: serde_json::Value =

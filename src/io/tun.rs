@@ -223,6 +223,9 @@ impl AsRawFd for TunQueue {
     }
 }
 
+/// Packets a pod may queue on its device before podwire reads them.
+pub const TX_QUEUE_LEN: u32 = 4096;
+
 /// Creates TUN device `name` with `mtu`, brings it up, and opens `queues`
 /// non-blocking queues on it. With `offload`, the device gets
 /// `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum, TSO4/6, USO where the
@@ -237,6 +240,15 @@ pub fn create(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<
         .offload(offload)
         .enable(true)
         .build_sync()?;
+    // A pod's bursts wait in the device's queue while a worker is busy
+    // elsewhere: a longer queue than the default 500 packets rides out a
+    // few milliseconds more of it (the kernel drops what does not fit).
+    if let Err(e) = first.set_tx_queue_len(TX_QUEUE_LEN) {
+        tracing::warn!(
+            interface = name,
+            "cannot set the transmit queue length: {e}"
+        );
+    }
     let mut out = Vec::with_capacity(queues.max(1));
     for _ in 1..queues.max(1) {
         let q = first.try_clone()?;
