@@ -49,21 +49,6 @@ impl TunQueue {
         self.dev.send(packet)
     }
 
-    /// Reads one packet — with offloads, possibly a TCP super-packet of up
-    /// to 64 KB that the pod's kernel did not segment — and writes its
-    /// segments into `bufs` at `offset`, with complete checksums; `sizes`
-    /// gets their lengths. Returns how many. (tun-rs's port of
-    /// wireguard-go's `handleVirtioRead`.)
-    pub fn recv_segments(
-        &self,
-        original: &mut [u8],
-        bufs: &mut [Box<[u8]>],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
-        self.dev.recv_multiple(original, bufs, sizes, offset)
-    }
-
     /// True when the device has offloads: every write then starts with a
     /// `virtio_net_hdr` (see `wire::tcp_gro`).
     pub fn offload(&self) -> bool {
