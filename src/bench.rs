@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -125,28 +124,12 @@ fn measure(
 ) -> Result<Sample, LabError> {
     w.check()?;
     let reorder_before = reorder_events(w, from)?;
-    w.spawn("iperf-server", to, &["iperf3", "-s", "-1"], None)?;
-    let secs = seconds.to_string();
-    let mut args = vec!["iperf3", "-c", to_ip, "-t", &secs, "-J"];
-    match test {
-        "tcp4" => args.extend(["-P", "4"]),
-        "udp64" => args.extend(["-u", "-l", "64", "-b", "0"]),
-        _ => {}
-    }
-    let mut out = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        let o = w.exec(from, &args)?;
-        if o.status.success() {
-            out = Some(o);
-            break;
-        }
-        w.check()?;
-    }
-    w.stop("iperf-server");
-    let out = out.ok_or_else(|| err(format!("iperf3 {test} to {to_ip} failed")))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| err(format!("iperf3 output: {e}")))?;
+    let extra: &[&str] = match test {
+        "tcp4" => &["-P", "4"],
+        "udp64" => &["-u", "-l", "64", "-b", "0"],
+        _ => &[],
+    };
+    let v = lab::iperf3_json(w, from, to, to_ip, extra, seconds)?;
     Ok(if test == "udp64" {
         let sum = &v["end"]["sum"];
         let received =

@@ -761,17 +761,26 @@ pub(crate) fn kernel_direct_pods(w: &mut World) -> Result<Vec<String>, LabError>
     Ok(pods)
 }
 
-/// A TCP transfer from `from` to `to_ip` in `to`, in Gbit/s.
-fn iperf(w: &mut World, from: &str, to: &str, to_ip: &str, seconds: u32) -> Result<f64, LabError> {
+/// Runs iperf3 from `from` to a one-shot server on `to_ip` in `to` for
+/// `seconds`, with `extra` client arguments, and returns its JSON report.
+/// The client is retried until the server listens.
+pub(crate) fn iperf3_json(
+    w: &mut World,
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    extra: &[&str],
+    seconds: u32,
+) -> Result<serde_json::Value, LabError> {
     w.check()?;
     w.spawn("iperf-server", to, &["iperf3", "-s", "-1"], None)?;
+    let secs = seconds.to_string();
+    let mut args = vec!["iperf3", "-c", to_ip, "-t", &secs, "-J"];
+    args.extend_from_slice(extra);
     let mut out = None;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
-        let o = w.exec(
-            from,
-            &["iperf3", "-c", to_ip, "-t", &seconds.to_string(), "-J"],
-        )?;
+        let o = w.exec(from, &args)?;
         if o.status.success() {
             out = Some(o);
             break;
@@ -779,9 +788,13 @@ fn iperf(w: &mut World, from: &str, to: &str, to_ip: &str, seconds: u32) -> Resu
         w.check()?;
     }
     w.stop("iperf-server");
-    let out = out.ok_or_else(|| err(format!("iperf3 to {to_ip} failed")))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| err(format!("iperf3 output: {e}")))?;
+    let out = out.ok_or_else(|| err(format!("iperf3 {} to {to_ip} failed", extra.join(" "))))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| err(format!("iperf3 output: {e}")))
+}
+
+/// A TCP transfer from `from` to `to_ip` in `to`, in Gbit/s.
+fn iperf(w: &mut World, from: &str, to: &str, to_ip: &str, seconds: u32) -> Result<f64, LabError> {
+    let v = iperf3_json(w, from, to, to_ip, &[], seconds)?;
     Ok(v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or(0.0)
