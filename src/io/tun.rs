@@ -19,7 +19,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-pub use tun_rs::VIRTIO_NET_HDR_LEN;
 use tun_rs::{DeviceBuilder, SyncDevice};
 
 /// One queue of a TUN device, non-blocking.

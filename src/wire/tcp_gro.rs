@@ -14,16 +14,15 @@
 //! the kernel trusts a partial checksum); 65535 bytes in all at most.
 
 use super::checksum::Sum;
+use super::vnet::{self, VnetHdr};
 
 /// Length of the `virtio_net_hdr` a TUN device with `IFF_VNET_HDR` expects.
-pub const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = vnet::LEN;
 /// Room for the header block: virtio header, IPv4 (20), TCP (up to 60).
 pub const MAX_HEADER_BLOCK: usize = VNET_HDR_LEN + 20 + 60;
 
 const TCP_FLAG_ACK: u8 = 0x10;
 const TCP_FLAG_PSH: u8 = 0x08;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 
 /// The parts of a TCP/IPv4 segment that decide merging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,13 +125,17 @@ pub fn header_block(
 ) -> usize {
     let len = VNET_HDR_LEN + f.header_len;
     let total = f.header_len + merged;
-    // virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (LE).
-    out[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    out[1] = VIRTIO_NET_HDR_GSO_TCPV4;
-    out[2..4].copy_from_slice(&(f.header_len as u16).to_le_bytes());
-    out[4..6].copy_from_slice(&(f.payload_len as u16).to_le_bytes());
-    out[6..8].copy_from_slice(&20u16.to_le_bytes());
-    out[8..10].copy_from_slice(&16u16.to_le_bytes());
+    let hdr = VnetHdr {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: vnet::GSO_TCPV4,
+        hdr_len: f.header_len as u16,
+        gso_size: f.payload_len as u16,
+        csum_start: 20,
+        csum_offset: 16,
+    };
+    if let Some(b) = out.first_chunk_mut() {
+        hdr.write(b);
+    }
     let h = &mut out[VNET_HDR_LEN..len];
     h.copy_from_slice(&first[..f.header_len]);
     h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
