@@ -3,7 +3,7 @@
 # run: the kernel's VXLAN (vxlan.calico on both nodes, as Felix sets it up),
 # then podwire in VXLAN and in IPIP mode. As root; everything lives in
 # namespaces named pwt<pid>-*, deleted at the end. Until `podwire bench`
-# exists, this is how the figures in the README were measured.
+# exists, this is how the figures in docs/performance.md were measured.
 #
 # Usage: scripts/throughput.sh [SECONDS] [PODWIRE_BINARY]
 # Environment: MODES="vxlan ipip" (podwire modes to run), SKIP_KERNEL=1 (no

@@ -358,8 +358,8 @@ pub fn frag(input: FragInput) {
 ///   (an array for routes/neigh/fdb/endpoints, an object for stats), a
 ///   text answer for routes is `Tables::routes_text()`.
 pub fn control(data: &[u8]) {
-    use podwire::daemon::control::{self, MAX_REQUEST, Topic};
-    use podwire::daemon::stats::Totals;
+    use podwire_daemon::control::{self, MAX_REQUEST, Topic};
+    use podwire_daemon::stats::Totals;
 
     let Some((&sel, rest)) = data.split_first() else {
         return;

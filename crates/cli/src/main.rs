@@ -1,0 +1,311 @@
+//! The `podwire` command: argument parsing and printing only.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use podwire::config;
+use podwire::table;
+use podwire_daemon::{self as daemon, control};
+
+/// The control socket when `--control` is not given.
+const DEFAULT_CONTROL: &str = "/run/podwire/podwire.sock";
+
+/// podwire: a userspace pod-network dataplane for Calico clusters
+/// (IP-in-IP, VXLAN and direct routing, without kernel tunnel modules).
+#[derive(Parser, Debug)]
+#[command(name = "podwire", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the dataplane: create the endpoints' TUN devices, open the
+    /// underlay sockets and forward until SIGINT or SIGTERM. SIGHUP reloads
+    /// the configuration (a bad one is rejected and the running one kept).
+    /// Needs CAP_NET_ADMIN and CAP_NET_RAW. Logs go to stderr; RUST_LOG sets
+    /// the level (default info).
+    #[command(
+        after_help = "Example:\n  podwire run --config cluster.yaml --node k8s-node1 --control /run/podwire/node1.sock"
+    )]
+    Run {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Worker threads (each gets a queue of every TUN device).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
+        /// The control socket `podwire show` asks.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Serve the counters in the Prometheus text format on this address
+        /// (for example 127.0.0.1:9091).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Turn off the TUN offloads (IFF_VNET_HDR with checksum and TSO):
+        /// every packet then crosses the TUN device on its own. For kernels
+        /// known to mangle GSO.
+        #[arg(long)]
+        no_tun_offload: bool,
+        /// Send VXLAN through the raw socket, one packet per datagram with a
+        /// software checksum, instead of per-flow UDP sockets with
+        /// UDP_SEGMENT and checksum offload.
+        #[arg(long)]
+        no_udp_segment: bool,
+        /// In direct mode, send each TCP super-packet from a pod as one
+        /// frame segmented by the kernel, and take coalesced frames whole
+        /// (PACKET_VNET_HDR), no more: segment in userspace. Needs the TUN
+        /// offloads.
+        #[arg(long)]
+        no_packet_gso: bool,
+    },
+    /// Validate a configuration, then print the node's compiled tables
+    /// (`# routes`, `# neigh`, `# fdb`, as `ip route`, `ip neigh` and
+    /// `bridge fdb` print them) and exit. Exit status 1 on a bad configuration.
+    #[command(
+        after_help = "Example:\n  podwire check --config examples/vxlan.yaml --node k8s-node1"
+    )]
+    Check {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Build a three-node Calico cluster in network namespaces on this
+    /// machine (two pods per node, each node running podwire), and show
+    /// each mode working: tables, pings, a TCP transfer beside the kernel's
+    /// VXLAN, and a pcap of the underlay per mode. As root. Everything is
+    /// removed at the end, on failure and on Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  sudo podwire lab\n  sudo podwire lab --mode vxlan --keep   # then explore, and: sudo podwire lab --down"
+    )]
+    Lab {
+        /// Which modes to show.
+        #[arg(long, value_parser = ["ipip", "vxlan", "direct", "all"], default_value = "all")]
+        mode: String,
+        /// Where the pcaps (lab-<mode>.pcap), cluster files and logs go.
+        #[arg(long, value_name = "DIR", default_value = "lab-out")]
+        out: PathBuf,
+        /// Leave the last mode's cluster running, and print how to explore it.
+        #[arg(long)]
+        keep: bool,
+        /// Remove a cluster left running by --keep, and exit.
+        #[arg(long, conflicts_with_all = ["keep", "mode"])]
+        down: bool,
+        /// Seconds of each TCP transfer.
+        #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
+        seconds: u32,
+    },
+    /// Measure throughput on the lab's topology: the kernel's VXLAN and
+    /// routing, and podwire's VXLAN, IPIP and direct modes, with iperf3
+    /// (one TCP stream, four, and 64-byte UDP), alternating the paths in
+    /// each round; prints the medians with each podwire path's ratio to its
+    /// kernel baseline. As root.
+    #[command(
+        after_help = "Examples:\n  sudo podwire bench\n  sudo podwire bench --rounds 3 --json --plot bench.svg"
+    )]
+    Bench {
+        /// Rounds; each runs every path once.
+        #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+        rounds: u16,
+        /// Seconds of each iperf3 test.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
+        seconds: u32,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the medians as a bar chart in this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        /// Where the daemons' logs and cluster files go.
+        #[arg(long, value_name = "DIR", default_value = "bench-out")]
+        out: PathBuf,
+        /// Worker threads of each podwire daemon (`podwire run --threads`):
+        /// more than one shows whether flows stay in order across workers.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
+    },
+    /// Ask a running daemon for its tables or counters.
+    #[command(
+        after_help = "Examples:\n  podwire show routes\n  podwire show stats --json --control /run/podwire/node1.sock"
+    )]
+    Show {
+        /// What to show.
+        #[arg(value_parser = control::TOPICS)]
+        topic: String,
+        /// The daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+        /// Print JSON (shaped as `ip -j` and `bridge -j` print tables).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Calico resources: a multi-document YAML file (IPPool, Node, IPAMBlock,
+    /// WorkloadEndpoint, FelixConfiguration), as `calicoctl get -o yaml` prints them.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The local node: the `metadata.name` of one of the file's Node resources.
+    #[arg(long, value_name = "NAME")]
+    node: String,
+    /// The underlay device [default: the interface holding the node's IP in
+    /// this network namespace, else eth0].
+    #[arg(long, value_name = "DEV")]
+    underlay: Option<String>,
+    /// The underlay MTU [default: read from the device, else 1500].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(68..))]
+    underlay_mtu: Option<u16>,
+}
+
+fn check(args: &NodeArgs) -> Result<String, String> {
+    let resources = config::load(&args.config).map_err(|e| e.to_string())?;
+    let node_ip = resources.node(&args.node).and_then(|n| n.ip());
+    let underlay = daemon::underlay(args.underlay.as_deref(), args.underlay_mtu, node_ip);
+    let tables = table::compile(&resources, &args.node, &underlay)
+        .map_err(|e| format!("{}: {e}", args.config.display()))?;
+    Ok(tables.report())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { node } => {
+            init_logging();
+            match check(&node) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("podwire: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            node,
+            threads,
+            control,
+            metrics,
+            no_tun_offload,
+            no_udp_segment,
+            no_packet_gso,
+        } => {
+            init_logging();
+            let opts = daemon::Options {
+                config: node.config,
+                node: node.node,
+                underlay: node.underlay,
+                underlay_mtu: node.underlay_mtu,
+                threads: usize::from(threads),
+                control,
+                metrics,
+                tun_offload: !no_tun_offload,
+                udp_segment: !no_udp_segment,
+                packet_gso: !no_tun_offload && !no_packet_gso,
+            };
+            match daemon::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Lab {
+            mode,
+            out,
+            keep,
+            down,
+            seconds,
+        } => {
+            let mut stdout = std::io::stdout();
+            let result = if down {
+                podwire_lab::down(&mut stdout)
+            } else {
+                let modes = match mode.as_str() {
+                    "ipip" => vec![podwire_lab::Mode::Ipip],
+                    "vxlan" => vec![podwire_lab::Mode::Vxlan],
+                    "direct" => vec![podwire_lab::Mode::Direct],
+                    _ => podwire_lab::Mode::ALL.to_vec(),
+                };
+                let opts = podwire_lab::Options {
+                    modes,
+                    out,
+                    keep,
+                    seconds,
+                };
+                podwire_lab::run_lab(&opts, &mut stdout)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire lab: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            rounds,
+            seconds,
+            json,
+            plot,
+            out,
+            threads,
+        } => {
+            let opts = podwire_lab::bench::Options {
+                rounds: usize::from(rounds),
+                seconds,
+                json,
+                plot,
+                out,
+                threads: usize::from(threads),
+            };
+            match podwire_lab::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podwire bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Show {
+            topic,
+            control,
+            json,
+        } => match control::request(&control, &topic, json) {
+            Ok(answer) if answer.starts_with("error: ") => {
+                eprint!("podwire: {answer}");
+                ExitCode::FAILURE
+            }
+            Ok(answer) => {
+                print!("{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "podwire: error: cannot reach the daemon at {}: {e} (is `podwire run` running with this --control?)",
+                    control.display()
+                );
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

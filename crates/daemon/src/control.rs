@@ -1,0 +1,380 @@
+//! The control socket: a Unix stream socket, mode 0600, that answers one
+//! request per connection. A request is one line, `show <what>` with an
+//! optional ` json`, where `<what>` is `routes`, `neigh`, `fdb`,
+//! `endpoints` or `stats`; the answer is the text, and the connection
+//! closes. An answer that starts with `error: ` is a refusal.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Daemon;
+use super::stats::Totals;
+use podwire::table::{IPIP_DEV, Tables, VXLAN_DEV, Via};
+
+/// What `podwire show` can ask for.
+pub const TOPICS: [&str; 5] = ["routes", "neigh", "fdb", "endpoints", "stats"];
+
+/// The running control socket.
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Listens on `path` (replacing a stale socket) and serves requests on
+    /// a thread of its own.
+    pub fn start(path: &Path, daemon: Arc<Daemon>) -> io::Result<Server> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        if in_use(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another daemon answers on it",
+            ));
+        }
+        // A stale socket file, left by a daemon that was killed.
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("podwire-control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match conn {
+                        Ok(stream) => {
+                            if let Err(e) = serve(stream, &daemon) {
+                                tracing::debug!("control request failed: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("control socket accept: {e}"),
+                    }
+                }
+            })?;
+        Ok(Server {
+            path: path.to_path_buf(),
+            stop,
+        })
+    }
+
+    /// Stops serving and removes the socket file.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// True when a daemon answers on `path`.
+pub fn in_use(path: &Path) -> bool {
+    UnixStream::connect(path).is_ok()
+}
+
+fn serve(mut stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    // Up to the first newline, the end of the stream, or MAX_REQUEST bytes.
+    while len < buf.len() && !buf[..len].contains(&b'\n') {
+        match stream.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    let shared = daemon.shared();
+    let snap = shared.snapshot.load();
+    let answer = respond(&buf[..len], &snap.tables, || shared.totals());
+    stream.write_all(answer.as_bytes())
+}
+
+/// Longest request the socket reads, newline included.
+pub const MAX_REQUEST: usize = 256;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Routes,
+    Neigh,
+    Fdb,
+    Endpoints,
+    Stats,
+}
+
+impl Topic {
+    /// Every topic, in the order of [`TOPICS`].
+    pub const ALL: [Topic; 5] = [
+        Topic::Routes,
+        Topic::Neigh,
+        Topic::Fdb,
+        Topic::Endpoints,
+        Topic::Stats,
+    ];
+
+    /// The topic's name in a request.
+    pub fn name(self) -> &'static str {
+        TOPICS[self as usize]
+    }
+}
+
+/// One parsed request: `show <topic>` with an optional ` json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub topic: Topic,
+    pub json: bool,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "show {}", self.topic.name())?;
+        if self.json {
+            f.write_str(" json")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses what a client sent: the bytes up to the first newline (all of
+/// them without one), at most [`MAX_REQUEST`]. A refusal is the one-line
+/// answer to send back, starting with `error: `.
+pub fn parse(bytes: &[u8]) -> Result<Request, String> {
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(i) => &bytes[..i],
+        None if bytes.len() >= MAX_REQUEST => {
+            return Err(format!(
+                "error: request longer than {} bytes\n",
+                MAX_REQUEST - 1
+            ));
+        }
+        None => bytes,
+    };
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Err("error: request is not UTF-8\n".to_string());
+    };
+    let request = line.trim();
+    let mut words = request.split_whitespace();
+    let (Some("show"), Some(topic)) = (words.next(), words.next()) else {
+        return Err(format!(
+            "error: unknown request {request:?} (expected: show <topic> [json])\n"
+        ));
+    };
+    let Some(topic) = Topic::ALL.into_iter().find(|t| t.name() == topic) else {
+        return Err(format!(
+            "error: unknown topic {topic:?} (expected one of: {})\n",
+            TOPICS.join(", ")
+        ));
+    };
+    let json = match words.next() {
+        None => false,
+        Some("json") => true,
+        Some(other) => return Err(format!("error: unknown option {other:?}\n")),
+    };
+    if let Some(extra) = words.next() {
+        return Err(format!("error: unexpected {extra:?} after the request\n"));
+    }
+    Ok(Request { topic, json })
+}
+
+/// The answer to a request, as text or JSON.
+pub fn render(request: Request, t: &Tables, totals: impl FnOnce() -> Totals) -> String {
+    match (request.topic, request.json) {
+        (Topic::Routes, false) => t.routes_text(),
+        (Topic::Neigh, false) => t.neigh_text(),
+        (Topic::Fdb, false) => t.fdb_text(),
+        (Topic::Routes, true) => pretty(routes_json(t)),
+        (Topic::Neigh, true) => pretty(neigh_json(t)),
+        (Topic::Fdb, true) => pretty(fdb_json(t)),
+        (Topic::Endpoints, false) => endpoints_text(&totals().endpoints),
+        (Topic::Endpoints, true) => {
+            pretty(serde_json::to_value(&totals().endpoints).unwrap_or(Value::Null))
+        }
+        (Topic::Stats, false) => totals().text(),
+        (Topic::Stats, true) => pretty(serde_json::to_value(totals()).unwrap_or(Value::Null)),
+    }
+}
+
+/// The whole answer to the bytes a client sent: [`parse`], then
+/// [`render`] or the refusal.
+pub fn respond(bytes: &[u8], t: &Tables, totals: impl FnOnce() -> Totals) -> String {
+    match parse(bytes) {
+        Ok(request) => render(request, t, totals),
+        Err(refusal) => refusal,
+    }
+}
+
+fn pretty(v: Value) -> String {
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Routes in the shape `ip -j route` prints them.
+pub fn routes_json(t: &Tables) -> Value {
+    let dst = |r: &podwire::table::Route| {
+        if r.dst.prefix() == 32 {
+            r.dst.ip().to_string()
+        } else {
+            format!("{}/{}", r.dst.network(), r.dst.prefix())
+        }
+    };
+    Value::Array(
+        t.routes()
+            .iter()
+            .map(|r| match r.via {
+                Via::Blackhole => json!({"type": "blackhole", "dst": dst(r), "flags": []}),
+                Via::Endpoint(id) => json!({
+                    "dst": dst(r),
+                    "dev": t.endpoint(id).map(|e| e.interface.as_str()).unwrap_or("?"),
+                    "scope": "link",
+                    "flags": [],
+                }),
+                Via::Vxlan { gw } => {
+                    json!({"dst": dst(r), "gateway": gw.to_string(), "dev": VXLAN_DEV, "flags": ["onlink"]})
+                }
+                Via::Ipip { gw } => {
+                    json!({"dst": dst(r), "gateway": gw.to_string(), "dev": IPIP_DEV, "flags": ["onlink"]})
+                }
+                Via::Direct { gw } => json!({
+                    "dst": dst(r),
+                    "gateway": gw.to_string(),
+                    "dev": t.underlay().name,
+                    "flags": ["onlink"],
+                }),
+            })
+            .collect(),
+    )
+}
+
+/// Neighbours in the shape `ip -j neigh` prints them.
+pub fn neigh_json(t: &Tables) -> Value {
+    Value::Array(
+        t.neigh()
+            .iter()
+            .map(|n| {
+                json!({"dst": n.ip.to_string(), "dev": VXLAN_DEV, "lladdr": n.mac.to_string(), "state": ["PERMANENT"]})
+            })
+            .collect(),
+    )
+}
+
+/// FDB entries in the shape `bridge -j fdb` prints them.
+pub fn fdb_json(t: &Tables) -> Value {
+    Value::Array(
+        t.fdb()
+            .iter()
+            .map(|f| {
+                json!({"mac": f.mac.to_string(), "ifname": VXLAN_DEV, "dst": f.dst.to_string(), "flags": ["self"], "state": "permanent"})
+            })
+            .collect(),
+    )
+}
+
+fn endpoints_text(eps: &[super::stats::EndpointTotals]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:<16} {:>5} {:>12} {:>14} {:>12} {:>14}  workload",
+        "interface", "addresses", "mtu", "from-pkts", "from-bytes", "to-pkts", "to-bytes"
+    );
+    for e in eps {
+        let _ = writeln!(
+            s,
+            "{:<16} {:<16} {:>5} {:>12} {:>14} {:>12} {:>14}  {}",
+            e.interface,
+            e.addresses.join(","),
+            e.mtu,
+            e.from_workload.packets,
+            e.from_workload.bytes,
+            e.to_workload.packets,
+            e.to_workload.bytes,
+            e.workload
+        );
+    }
+    s
+}
+
+/// Asks the daemon behind `path` and returns its answer.
+pub fn request(path: &Path, topic: &str, json: bool) -> io::Result<String> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let line = if json {
+        format!("show {topic} json\n")
+    } else {
+        format!("show {topic}\n")
+    };
+    stream.write_all(line.as_bytes())?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_request_it_prints() {
+        for topic in Topic::ALL {
+            for json in [false, true] {
+                let req = Request { topic, json };
+                let line = format!("{req}\n");
+                assert_eq!(parse(line.as_bytes()), Ok(req), "{line:?}");
+                // The client may omit the newline and pad with blanks or CR.
+                let padded = format!("  {}\t\r\n", line.trim_end().replace(' ', "   "));
+                assert_eq!(parse(padded.as_bytes()), Ok(req), "{padded:?}");
+            }
+        }
+        assert_eq!(
+            parse(b"show stats json"),
+            Ok(Request {
+                topic: Topic::Stats,
+                json: true
+            })
+        );
+        // Only the first line counts.
+        assert_eq!(
+            parse(b"show fdb\nshow routes json\n"),
+            Ok(Request {
+                topic: Topic::Fdb,
+                json: false
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_everything_else_with_one_line() {
+        let long = [b'x'; MAX_REQUEST];
+        let cases: [(&[u8], &str); 9] = [
+            (b"", "error: unknown request \"\""),
+            (b"\n", "error: unknown request \"\""),
+            (b"show\n", "error: unknown request \"show\""),
+            (b"list routes\n", "error: unknown request \"list routes\""),
+            (b"show route\n", "error: unknown topic \"route\""),
+            (b"show routes yaml\n", "error: unknown option \"yaml\""),
+            (b"show routes json x\n", "error: unexpected \"x\""),
+            (b"show \xff\xfe\n", "error: request is not UTF-8"),
+            (&long, "error: request longer than 255 bytes"),
+        ];
+        for (bytes, want) in cases {
+            let got = parse(bytes).expect_err(want);
+            assert!(got.starts_with(want), "{bytes:?}: {got:?}");
+            assert!(
+                got.ends_with('\n') && got.matches('\n').count() == 1,
+                "{got:?}"
+            );
+        }
+    }
+}

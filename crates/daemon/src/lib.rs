@@ -1,0 +1,596 @@
+//! `podwire run`: the dataplane daemon.
+//!
+//! The main thread loads the configuration, compiles the tables, creates the
+//! endpoints' TUN devices and the underlay sockets, starts the workers, the
+//! control socket and the metrics listener, then waits for signals: SIGHUP
+//! reloads, SIGINT and SIGTERM stop. A reload builds a whole new snapshot
+//! (tables + endpoint devices) and swaps it in atomically; workers pick it
+//! up at their next batch. A configuration that does not validate or
+//! compile is rejected with a log line, and the running snapshot is kept.
+
+#![forbid(unsafe_code)]
+
+pub mod control;
+mod metrics;
+mod neigh;
+mod state;
+pub mod stats;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use mio::Waker;
+
+use podwire::config;
+use podwire::table::{self, Tables, Underlay};
+use podwire_io::socket::{RawSender, Receiver, SegmentSender};
+use podwire_io::tun::{self, TunQueue};
+use stats::{EndpointStats, WorkerStats};
+
+/// How the daemon was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub node: String,
+    /// `None`: the interface holding the node IP.
+    pub underlay: Option<String>,
+    pub underlay_mtu: Option<u16>,
+    pub threads: usize,
+    pub control: PathBuf,
+    pub metrics: Option<SocketAddr>,
+    /// TUN offloads (`IFF_VNET_HDR`, TSO, checksum): on unless turned off.
+    pub tun_offload: bool,
+    /// VXLAN out through per-flow UDP sockets with `UDP_SEGMENT`: on unless
+    /// turned off (then a raw socket and a software UDP checksum).
+    pub udp_segment: bool,
+    /// Direct mode: super-packets whole through packet sockets with
+    /// `PACKET_VNET_HDR`: on unless turned off (needs `tun_offload`).
+    pub packet_gso: bool,
+}
+
+/// A local endpoint's device: one queue per worker, and counters.
+pub struct EndpointIo {
+    pub interface: String,
+    pub workload: String,
+    pub mtu: u16,
+    pub queues: Vec<TunQueue>,
+    pub stats: Vec<EndpointStats>,
+}
+
+impl Drop for EndpointIo {
+    /// The endpoint is going away (removed by a reload, or the daemon
+    /// stops): the device stops being persistent, so that closing the
+    /// queues deletes it.
+    fn drop(&mut self) {
+        if let Some(q) = self.queues.first() {
+            if let Err(e) = q.set_persist(false) {
+                tracing::warn!(interface = %self.interface, "cannot make the device non-persistent ({e}); it may outlive its endpoint");
+            }
+        }
+    }
+}
+
+/// Everything a batch runs against, swapped whole on reload.
+pub struct Snapshot {
+    pub generation: u64,
+    pub tables: Tables,
+    /// Indexed by `EndpointId` of `tables`.
+    pub endpoints: Vec<Arc<EndpointIo>>,
+}
+
+/// State shared by the daemon's threads.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub workers: Vec<WorkerStats>,
+    pub stop: AtomicBool,
+    pub started: Instant,
+    pub reloads: AtomicU64,
+    pub reloads_rejected: AtomicU64,
+    /// Direct mode: the underlay device, and the MACs of next hops on it.
+    pub underlay: Option<neigh::UnderlayDev>,
+    pub neighbours: ArcSwap<neigh::Neighbours>,
+    /// The refresher, which a worker wakes when it misses a neighbour.
+    pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// The state file's tracker, which a reload wakes.
+    pub state_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// The snapshot generation each worker has moved to (and let go of
+    /// every older snapshot and removed endpoint).
+    pub worker_generations: Vec<AtomicU64>,
+    pub offloads: stats::Offloads,
+}
+
+impl Shared {
+    /// The counters, summed, with endpoint totals.
+    pub fn totals(&self) -> stats::Totals {
+        let mut t = stats::sum(&self.workers);
+        t.offloads = self.offloads;
+        t.uptime_seconds = self.started.elapsed().as_secs();
+        t.reloads = self.reloads.load(Ordering::Relaxed);
+        t.reloads_rejected = self.reloads_rejected.load(Ordering::Relaxed);
+        let snap = self.snapshot.load();
+        for (ep, info) in snap.endpoints.iter().zip(snap.tables.endpoints()) {
+            let (from, to) = stats::endpoint_totals(&ep.stats);
+            t.endpoints.push(stats::EndpointTotals {
+                interface: ep.interface.clone(),
+                workload: ep.workload.clone(),
+                addresses: info.ips.iter().map(|ip| ip.to_string()).collect(),
+                mtu: ep.mtu,
+                from_workload: from,
+                to_workload: to,
+            });
+        }
+        t
+    }
+}
+
+/// A failure that stops the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::LoadError),
+    #[error("{0}")]
+    Compile(#[from] table::CompileError),
+    #[error("cannot create TUN device {interface}: {source}")]
+    Tun {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the {what} socket: {source} (podwire needs CAP_NET_RAW and CAP_NET_ADMIN)"
+    )]
+    Socket {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on the control socket {path}: {source}")]
+    Control {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Finds the underlay device and its MTU.
+pub fn underlay(name: Option<&str>, mtu: Option<u16>, node_ip: Option<Ipv4Addr>) -> Underlay {
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => node_ip
+            .and_then(|ip| podwire_io::netdev::interface_with_addr(ip).ok().flatten())
+            .unwrap_or_else(|| "eth0".to_string()),
+    };
+    let mtu = match mtu {
+        Some(mtu) => mtu,
+        None => match podwire_io::netdev::mtu(&name) {
+            Ok(mtu) => mtu,
+            Err(e) => {
+                tracing::warn!("cannot read the MTU of {name} ({e}); assuming 1500");
+                1500
+            }
+        },
+    };
+    Underlay { name, mtu }
+}
+
+/// Loads and compiles the configuration.
+fn load(opts: &Options) -> Result<Tables, StartError> {
+    let resources = config::load(&opts.config)?;
+    let node_ip = resources.node(&opts.node).and_then(|n| n.ip());
+    let u = underlay(opts.underlay.as_deref(), opts.underlay_mtu, node_ip);
+    Ok(table::compile(&resources, &opts.node, &u)?)
+}
+
+/// Builds a snapshot for `tables`, reusing the devices of `old` endpoints
+/// that are still there, then the devices a previous daemon left
+/// (`adopted`, taken out of the map), and creating the others. Every
+/// device is made persistent.
+fn snapshot(
+    tables: Tables,
+    generation: u64,
+    workers: usize,
+    offload: bool,
+    old: Option<&Snapshot>,
+    adopted: &mut HashMap<String, Vec<TunQueue>>,
+) -> Result<Snapshot, StartError> {
+    let existing: HashMap<&str, &Arc<EndpointIo>> = old
+        .map(|s| {
+            s.endpoints
+                .iter()
+                .map(|e| (e.interface.as_str(), e))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut endpoints = Vec::with_capacity(tables.endpoints().len());
+    for ep in tables.endpoints() {
+        if let Some(io) = existing.get(ep.interface.as_str()) {
+            if io.mtu != ep.mtu {
+                tracing::warn!(
+                    interface = %ep.interface,
+                    "MTU changed from {} to {}; the device keeps {} until the endpoint is re-created",
+                    io.mtu,
+                    ep.mtu,
+                    io.mtu
+                );
+            }
+            endpoints.push(Arc::clone(io));
+            continue;
+        }
+        let queues = match adopted.remove(&ep.interface) {
+            Some(queues) => {
+                tracing::info!(interface = %ep.interface, queues = queues.len(), "endpoint re-attached to the device a previous daemon left");
+                queues
+            }
+            None => {
+                let queues =
+                    tun::create(&ep.interface, ep.mtu, workers, offload).map_err(|source| {
+                        StartError::Tun {
+                            interface: ep.interface.clone(),
+                            source,
+                        }
+                    })?;
+                tracing::info!(interface = %ep.interface, mtu = ep.mtu, queues = queues.len(), "endpoint created");
+                queues
+            }
+        };
+        if let Err(e) = queues[0].set_persist(true) {
+            tracing::warn!(interface = %ep.interface, "cannot make the device persistent ({e}): a crash will delete it");
+        }
+        endpoints.push(Arc::new(EndpointIo {
+            interface: ep.interface.clone(),
+            workload: ep.name.clone(),
+            mtu: ep.mtu,
+            queues,
+            stats: (0..workers).map(|_| EndpointStats::default()).collect(),
+        }));
+    }
+    if let Some(old) = old {
+        for gone in old.endpoints.iter().filter(|e| {
+            !tables
+                .endpoints()
+                .iter()
+                .any(|n| n.interface == e.interface)
+        }) {
+            tracing::info!(interface = %gone.interface, "endpoint removed");
+        }
+    }
+    Ok(Snapshot {
+        generation,
+        tables,
+        endpoints,
+    })
+}
+
+/// The running daemon, as the signal loop and the control socket see it.
+pub struct Daemon {
+    opts: Options,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Daemon {
+    /// Re-reads the configuration; applies it, or keeps the running one.
+    pub fn reload(&self) -> Result<(), String> {
+        let result = self.try_reload();
+        match &result {
+            Ok(()) => {
+                self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("reload rejected, keeping the running configuration: {e}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), String> {
+        let tables = load(&self.opts).map_err(|e| e.to_string())?;
+        let old = self.shared.snapshot.load_full();
+        let (a, b) = (old.tables.local(), tables.local());
+        if a.ip != b.ip || old.tables.vxlan().port != tables.vxlan().port {
+            return Err(format!(
+                "the node IP or the VXLAN port changed ({}:{} to {}:{}); restart podwire to apply it",
+                a.ip,
+                old.tables.vxlan().port,
+                b.ip,
+                tables.vxlan().port
+            ));
+        }
+        let snap = snapshot(
+            tables,
+            old.generation + 1,
+            self.wakers.len(),
+            self.opts.tun_offload,
+            Some(&old),
+            &mut HashMap::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
+        let generation = snap.generation;
+        self.shared.snapshot.store(Arc::new(snap));
+        self.wake();
+        if let Some(t) = self.shared.state_thread.get() {
+            t.unpark();
+        }
+        // A removed endpoint's device goes when its last reference does,
+        // and closing a TUN queue takes tens of milliseconds (the kernel
+        // detaches the queue and unregisters the device under RTNL): let
+        // that be this thread, not a worker, whose other endpoints' queues
+        // would go unread meanwhile. The workers let go of the old snapshot
+        // when they move to the new one.
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self
+            .shared
+            .worker_generations
+            .iter()
+            .any(|g| g.load(Ordering::Acquire) < generation)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(old);
+        tracing::info!(routes, endpoints, "configuration reloaded");
+        Ok(())
+    }
+
+    fn wake(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    let threads = opts.threads.max(1);
+    // Before touching anything another daemon may own.
+    if control::in_use(&opts.control) {
+        return Err(StartError::Control {
+            path: opts.control.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another daemon answers on it",
+            ),
+        });
+    }
+    let state_path = state::path_for(&opts.control);
+    let previous = state::load(&state_path).unwrap_or_default();
+    let tables = load(&opts)?;
+    let node_ip = tables.local().ip;
+    let port = tables.vxlan().port;
+    tracing::info!(
+        node = %opts.node,
+        ip = %node_ip,
+        underlay = %tables.underlay().name,
+        routes = tables.routes().len(),
+        endpoints = tables.endpoints().len(),
+        threads,
+        "starting"
+    );
+    // Direct mode frames the inner packet for the underlay device itself.
+    let underlay = match neigh::UnderlayDev::open(&tables.underlay().name) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(
+                underlay = %tables.underlay().name,
+                "direct mode is unavailable: cannot read the underlay device: {e}"
+            );
+            None
+        }
+    };
+    // Sockets first: without them there is no point creating devices.
+    let mut ios = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let raw_tx = RawSender::new().map_err(|source| StartError::Socket {
+            what: "raw send",
+            source,
+        })?;
+        let ipip_rx = if i == 0 {
+            Some(Receiver::ipip().map_err(|source| StartError::Socket {
+                what: "IPIP receive",
+                source,
+            })?)
+        } else {
+            None
+        };
+        let vxlan_rx = Some(
+            Receiver::udp(SocketAddrV4::new(node_ip, port)).map_err(|source| {
+                StartError::Socket {
+                    what: "VXLAN receive",
+                    source,
+                }
+            })?,
+        );
+        let (mut direct_tx, mut direct_rx) = (None, None);
+        if let Some(u) = &underlay {
+            direct_tx = Some(
+                RawSender::packet(u.ifindex, opts.packet_gso).map_err(|source| {
+                    StartError::Socket {
+                        what: "direct-mode packet send",
+                        source,
+                    }
+                })?,
+            );
+            if i == 0 {
+                let nets = worker::local_prefixes(&tables);
+                let rx = Receiver::packet(u.ifindex, &nets, opts.packet_gso).map_err(|source| {
+                    StartError::Socket {
+                        what: "direct-mode packet receive",
+                        source,
+                    }
+                })?;
+                direct_rx = Some(rx);
+            }
+        }
+        let vxlan_tx = opts.udp_segment.then(|| SegmentSender::new(node_ip));
+        ios.push(worker::WorkerIo {
+            raw_tx,
+            ipip_rx,
+            vxlan_rx,
+            direct_tx,
+            direct_rx,
+            vxlan_tx,
+        });
+    }
+    // The kernel must not also forward (or answer for) the pod traffic that
+    // arrives on the underlay in direct mode: forwarding off on that device.
+    // A daemon that was killed left it off: the value to restore is the one
+    // it recorded.
+    let forwarding = underlay.as_ref().and_then(|u| {
+        let original = u.stop_forwarding().or_else(|| {
+            previous
+                .forwarding
+                .clone()
+                .filter(|f| f.device == u.name)
+                .map(|f| f.original)
+        })?;
+        Some(state::Forwarding {
+            device: u.name.clone(),
+            original,
+        })
+    });
+    let offloads = stats::Offloads {
+        tun: opts.tun_offload,
+        udp_segment: opts.udp_segment,
+        udp_gro: ios
+            .iter()
+            .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
+        packet_gso: ios.iter().all(|io| {
+            io.direct_tx.as_ref().is_some_and(|t| t.vnet())
+                && io.direct_rx.as_ref().is_none_or(|r| r.vnet())
+        }),
+    };
+    // The devices a killed daemon left: re-attached if still configured,
+    // deleted if not.
+    let mut adopted: HashMap<String, Vec<TunQueue>> = HashMap::new();
+    for (interface, queues, r) in state::reattach(
+        &previous.endpoints,
+        |i| {
+            tables
+                .endpoints()
+                .iter()
+                .find(|e| e.interface == i)
+                .map_or(1500, |e| e.mtu)
+        },
+        threads,
+        opts.tun_offload,
+    ) {
+        if tables.endpoints().iter().any(|e| e.interface == interface) {
+            adopted.insert(interface, queues);
+        } else {
+            let _ = queues[0].set_persist(false);
+            tracing::info!(%interface, name = %r.name, netns = %r.netns, "deleted the device of an endpoint that is no longer configured");
+        }
+    }
+    let snap = snapshot(tables, 0, threads, opts.tun_offload, None, &mut adopted)?;
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snap),
+        workers: (0..threads).map(|_| WorkerStats::default()).collect(),
+        worker_generations: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+        started: Instant::now(),
+        reloads: AtomicU64::new(0),
+        reloads_rejected: AtomicU64::new(0),
+        underlay,
+        neighbours: ArcSwap::from_pointee(neigh::Neighbours::default()),
+        neigh_thread: std::sync::OnceLock::new(),
+        state_thread: std::sync::OnceLock::new(),
+        offloads,
+    });
+    let refresher = neigh::start_refresher(Arc::clone(&shared))
+        .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;
+    let _ = shared.neigh_thread.set(refresher.thread().clone());
+    let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone(), forwarding.clone())
+        .map_err(|e| StartError::Other(format!("state tracker: {e}")))?;
+    let _ = shared.state_thread.set(tracker.thread().clone());
+    let mut wakers = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for (i, io) in ios.into_iter().enumerate() {
+        let (poll, waker) =
+            worker::poll_with_waker().map_err(|e| StartError::Other(e.to_string()))?;
+        wakers.push(waker);
+        let w = worker::Worker::new(i, Arc::clone(&shared), poll, io)
+            .map_err(|e| StartError::Other(format!("worker {i}: {e}")))?;
+        let h = std::thread::Builder::new()
+            .name(format!("podwire-w{i}"))
+            .spawn(move || w.run())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        handles.push(h);
+    }
+    let daemon = Arc::new(Daemon {
+        opts: opts.clone(),
+        shared: Arc::clone(&shared),
+        wakers,
+    });
+    let control = control::Server::start(&opts.control, Arc::clone(&daemon)).map_err(|source| {
+        StartError::Control {
+            path: opts.control.display().to_string(),
+            source,
+        }
+    })?;
+    if let Some(addr) = opts.metrics {
+        metrics::start(addr, Arc::clone(&shared))
+            .map_err(|source| StartError::Metrics { addr, source })?;
+    }
+    tracing::info!(control = %opts.control.display(), "running");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| StartError::Other(format!("signals: {e}")))?;
+    for signal in signals.forever() {
+        match signal {
+            signal_hook::consts::SIGHUP => {
+                tracing::info!("SIGHUP: reloading {}", opts.config.display());
+                let _ = daemon.reload();
+            }
+            _ => {
+                tracing::info!("signal {signal}: stopping");
+                break;
+            }
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    daemon.wake();
+    for h in handles {
+        let _ = h.join();
+    }
+    refresher.thread().unpark();
+    let _ = refresher.join();
+    tracker.thread().unpark();
+    let _ = tracker.join();
+    if let (Some(u), Some(f)) = (&shared.underlay, &forwarding) {
+        u.restore_forwarding(&f.original);
+    }
+    control.stop();
+    // Dropping the last snapshot closes every queue, non-persistent by
+    // then: the kernel removes the TUN devices.
+    shared.snapshot.store(Arc::new(Snapshot {
+        generation: u64::MAX,
+        tables: shared.snapshot.load().tables.clone(),
+        endpoints: Vec::new(),
+    }));
+    if let Err(e) = std::fs::remove_file(&state_path) {
+        tracing::warn!(path = %state_path.display(), "cannot remove the state file: {e}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
