@@ -856,7 +856,8 @@ pub fn forwarded_copy(p: &[u8]) -> Vec<u8> {
 pub fn check_encapsulated<'a>(c: &Cluster, target: Target, wire: &'a [u8]) -> &'a [u8] {
     let local_ip = c.node_ip(LOCAL_NODE).expect("local node IP");
     let what = format!("{}: {target:?}", c.name);
-    if let Target::Direct { .. } = target {
+    if let Target::Direct { gw } = target {
+        check_direct_frame(c, gw, wire);
         return wire;
     }
     let o = must_ipv4(&format!("{what}: outer header"), wire);
@@ -1241,4 +1242,51 @@ pub fn run_egress(c: &Cluster, from: EndpointId, input: &[u8]) -> EgressResult {
         (v, m) => panic!("{what}: verdict {v:?}, but the SPEC says {m:?}"),
     }
     EgressResult::Verdict(verdict)
+}
+
+/// Frames `wire`, an inner packet egress sent to direct-mode next hop `gw`,
+/// as the worker does (`l2::frame_direct`, with and without a virtio
+/// header), checks the frame with etherparse (the next hop's MAC, the
+/// underlay's, EtherType IPv4, the packet unchanged after it; a zero
+/// virtio header), and that `l2::unframe_direct` gives the packet back.
+pub fn check_direct_frame(c: &Cluster, gw: std::net::Ipv4Addr, wire: &[u8]) {
+    use podwire::pipeline::{HEADROOM, Packet, l2};
+    use podwire::table::NextHops;
+    use podwire::wire::MacAddr;
+    let (ours, theirs) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+    let t = c
+        .local()
+        .with_next_hops(NextHops::new(ours, [(gw, theirs)]));
+    let what = format!("{}: frame for {gw}", c.name);
+    for vnet in [false, true] {
+        let mut buf = vec![0u8; HEADROOM + wire.len()];
+        buf[HEADROOM..].copy_from_slice(wire);
+        let mut pkt = Packet::new(&mut buf, HEADROOM, wire.len());
+        l2::frame_direct(&t, &mut pkt, gw, None, vnet).unwrap_or_else(|r| panic!("{what}: {r}"));
+        let frame = pkt.data();
+        let at = if vnet { 10 } else { 0 };
+        assert!(frame[..at].iter().all(|&b| b == 0), "{what}: virtio header");
+        let eth = etherparse::Ethernet2HeaderSlice::from_slice(&frame[at..])
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(eth.destination(), theirs.0, "{what}: destination MAC");
+        assert_eq!(eth.source(), ours.0, "{what}: source MAC");
+        assert_eq!(
+            eth.ether_type(),
+            etherparse::EtherType::IPV4,
+            "{what}: EtherType"
+        );
+        assert_eq!(
+            &frame[at + 14..],
+            wire,
+            "{what}: the packet after the header"
+        );
+        let (start, len) = (pkt.offset(), pkt.len());
+        let mut back = Packet::new(&mut buf, start, len);
+        assert_eq!(
+            l2::unframe_direct(&mut back, vnet),
+            Ok(None),
+            "{what}: unframe"
+        );
+        assert_eq!(back.data(), wire, "{what}: unframed");
+    }
 }

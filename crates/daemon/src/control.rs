@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Daemon;
 use super::stats::Totals;
-use podwire::table::{IPIP_DEV, Tables, VXLAN_DEV, Via};
+use podwire::table::Tables;
 
 /// What `podwire show` can ask for.
 pub const TOPICS: [&str; 5] = ["routes", "neigh", "fdb", "endpoints", "stats"];
@@ -192,9 +192,9 @@ pub fn render(request: Request, t: &Tables, totals: impl FnOnce() -> Totals) -> 
         (Topic::Routes, false) => t.routes_text(),
         (Topic::Neigh, false) => t.neigh_text(),
         (Topic::Fdb, false) => t.fdb_text(),
-        (Topic::Routes, true) => pretty(routes_json(t)),
-        (Topic::Neigh, true) => pretty(neigh_json(t)),
-        (Topic::Fdb, true) => pretty(fdb_json(t)),
+        (Topic::Routes, true) => pretty(t.routes_json()),
+        (Topic::Neigh, true) => pretty(t.neigh_json()),
+        (Topic::Fdb, true) => pretty(t.fdb_json()),
         (Topic::Endpoints, false) => endpoints_text(&totals().endpoints),
         (Topic::Endpoints, true) => {
             pretty(serde_json::to_value(&totals().endpoints).unwrap_or(Value::Null))
@@ -217,67 +217,6 @@ fn pretty(v: Value) -> String {
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
-}
-
-/// Routes in the shape `ip -j route` prints them.
-pub fn routes_json(t: &Tables) -> Value {
-    let dst = |r: &podwire::table::Route| {
-        if r.dst.prefix() == 32 {
-            r.dst.ip().to_string()
-        } else {
-            format!("{}/{}", r.dst.network(), r.dst.prefix())
-        }
-    };
-    Value::Array(
-        t.routes()
-            .iter()
-            .map(|r| match r.via {
-                Via::Blackhole => json!({"type": "blackhole", "dst": dst(r), "flags": []}),
-                Via::Endpoint(id) => json!({
-                    "dst": dst(r),
-                    "dev": t.endpoint(id).map(|e| e.interface.as_str()).unwrap_or("?"),
-                    "scope": "link",
-                    "flags": [],
-                }),
-                Via::Vxlan { gw } => {
-                    json!({"dst": dst(r), "gateway": gw.to_string(), "dev": VXLAN_DEV, "flags": ["onlink"]})
-                }
-                Via::Ipip { gw } => {
-                    json!({"dst": dst(r), "gateway": gw.to_string(), "dev": IPIP_DEV, "flags": ["onlink"]})
-                }
-                Via::Direct { gw } => json!({
-                    "dst": dst(r),
-                    "gateway": gw.to_string(),
-                    "dev": t.underlay().name,
-                    "flags": ["onlink"],
-                }),
-            })
-            .collect(),
-    )
-}
-
-/// Neighbours in the shape `ip -j neigh` prints them.
-pub fn neigh_json(t: &Tables) -> Value {
-    Value::Array(
-        t.neigh()
-            .iter()
-            .map(|n| {
-                json!({"dst": n.ip.to_string(), "dev": VXLAN_DEV, "lladdr": n.mac.to_string(), "state": ["PERMANENT"]})
-            })
-            .collect(),
-    )
-}
-
-/// FDB entries in the shape `bridge -j fdb` prints them.
-pub fn fdb_json(t: &Tables) -> Value {
-    Value::Array(
-        t.fdb()
-            .iter()
-            .map(|f| {
-                json!({"mac": f.mac.to_string(), "ifname": VXLAN_DEV, "dst": f.dst.to_string(), "flags": ["self"], "state": "permanent"})
-            })
-            .collect(),
-    )
 }
 
 fn endpoints_text(eps: &[super::stats::EndpointTotals]) -> String {

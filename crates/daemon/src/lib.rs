@@ -13,8 +13,10 @@
 pub mod control;
 mod metrics;
 mod neigh;
+mod pool;
 mod state;
 pub mod stats;
+mod tx;
 mod worker;
 
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ use arc_swap::ArcSwap;
 use mio::Waker;
 
 use podwire::config;
-use podwire::table::{self, Tables, Underlay};
+use podwire::table::{self, NextHops, Tables, Underlay};
 use podwire_io::socket::{RawSender, Receiver, SegmentSender};
 use podwire_io::tun::{self, TunQueue};
 use stats::{EndpointStats, WorkerStats};
@@ -92,9 +94,12 @@ pub struct Shared {
     pub started: Instant,
     pub reloads: AtomicU64,
     pub reloads_rejected: AtomicU64,
-    /// Direct mode: the underlay device, and the MACs of next hops on it.
+    /// Direct mode: the underlay device (its next hops' MACs are in the
+    /// snapshot's tables).
     pub underlay: Option<neigh::UnderlayDev>,
-    pub neighbours: ArcSwap<neigh::Neighbours>,
+    /// Held by whoever replaces the snapshot (a reload, a neighbour
+    /// change), so that one never undoes the other; workers never take it.
+    pub swap: std::sync::Mutex<()>,
     /// The refresher, which a worker wakes when it misses a neighbour.
     pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
     /// The state file's tracker, which a reload wakes.
@@ -296,7 +301,10 @@ impl Daemon {
 
     fn try_reload(&self) -> Result<(), String> {
         let tables = load(&self.opts).map_err(|e| e.to_string())?;
+        let guard = self.shared.swap.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.shared.snapshot.load_full();
+        // The underlay's neighbours are the kernel's, not the configuration's.
+        let tables = tables.with_next_hops(old.tables.next_hops().clone());
         let (a, b) = (old.tables.local(), tables.local());
         if a.ip != b.ip || old.tables.vxlan().port != tables.vxlan().port {
             return Err(format!(
@@ -319,6 +327,7 @@ impl Daemon {
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         let generation = snap.generation;
         self.shared.snapshot.store(Arc::new(snap));
+        drop(guard);
         self.wake();
         if let Some(t) = self.shared.state_thread.get() {
             t.unpark();
@@ -498,6 +507,12 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             tracing::info!(%interface, name = %r.name, netns = %r.netns, "deleted the device of an endpoint that is no longer configured");
         }
     }
+    // Direct mode frames from the underlay's MAC; its next hops' MACs come
+    // from the kernel's neighbour table, kept by the refresher.
+    let tables = match &underlay {
+        Some(u) => tables.with_next_hops(NextHops::new(u.mac, [])),
+        None => tables,
+    };
     let snap = snapshot(tables, 0, threads, opts.tun_offload, None, &mut adopted)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
@@ -508,7 +523,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         reloads: AtomicU64::new(0),
         reloads_rejected: AtomicU64::new(0),
         underlay,
-        neighbours: ArcSwap::from_pointee(neigh::Neighbours::default()),
+        swap: std::sync::Mutex::new(()),
         neigh_thread: std::sync::OnceLock::new(),
         state_thread: std::sync::OnceLock::new(),
         offloads,

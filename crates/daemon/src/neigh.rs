@@ -4,8 +4,9 @@
 //! A refresher thread reads `/proc/net/arp` for the underlay device once a
 //! second, or at once when a worker missed an entry, and asks the kernel to
 //! resolve every direct-mode gateway it does not know yet (a datagram to the
-//! gateway's discard port makes the kernel ARP for it). Workers read the
-//! result, swapped whole, once per batch.
+//! gateway's discard port makes the kernel ARP for it). What it finds goes
+//! into the snapshot's tables ([`NextHops`]), swapped in whole, so the
+//! pipeline frames with it and answers `no-neighbour` itself.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use podwire::table::Via;
+use podwire::table::NextHops;
 use podwire_io::netdev;
 use podwire_wire::MacAddr;
 
@@ -27,9 +28,6 @@ pub struct UnderlayDev {
     pub ifindex: u32,
     pub mac: MacAddr,
 }
-
-/// Next-hop IP → MAC on the underlay.
-pub type Neighbours = HashMap<Ipv4Addr, MacAddr>;
 
 impl UnderlayDev {
     pub fn open(name: &str) -> io::Result<Self> {
@@ -82,17 +80,16 @@ fn refresh_loop(shared: &Shared) {
     let Some(dev) = &shared.underlay else { return };
     let mut solicited: HashMap<Ipv4Addr, Instant> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
-        let table: Neighbours = match netdev::arp_table(&dev.name) {
+        let table: HashMap<Ipv4Addr, MacAddr> = match netdev::arp_table(&dev.name) {
             Ok(t) => t.into_iter().collect(),
             Err(e) => {
                 tracing::warn!("cannot read the neighbour table: {e}");
-                Neighbours::new()
+                HashMap::new()
             }
         };
-        let snap = shared.snapshot.load();
+        let gateways = shared.snapshot.load().tables.direct_gateways();
         let mut missing = false;
-        for r in snap.tables.routes() {
-            let Via::Direct { gw } = r.via else { continue };
+        for gw in gateways {
             if table.contains_key(&gw) {
                 continue;
             }
@@ -107,12 +104,20 @@ fn refresh_loop(shared: &Shared) {
                 solicited.insert(gw, Instant::now());
             }
         }
-        if **shared.neighbours.load() != table {
-            shared.neighbours.store(Arc::new(table));
+        let next_hops = NextHops::new(dev.mac, table);
+        {
+            let _swap = shared.swap.lock().unwrap_or_else(|p| p.into_inner());
+            let snap = shared.snapshot.load_full();
+            if *snap.tables.next_hops() != next_hops {
+                shared.snapshot.store(Arc::new(super::Snapshot {
+                    generation: snap.generation,
+                    tables: snap.tables.with_next_hops(next_hops),
+                    endpoints: snap.endpoints.clone(),
+                }));
+            }
         }
         // While a gateway is unresolved, look again soon.
         let wait = if missing { 50 } else { 1000 };
-        drop(snap);
         std::thread::park_timeout(Duration::from_millis(wait));
     }
 }

@@ -118,6 +118,112 @@ impl WorkerStats {
     }
 }
 
+/// A worker's counts for one batch, in plain integers: the packet path adds
+/// to these, and [`WorkerStats::publish`] adds them to the shared shard once
+/// per batch (a few atomic additions per batch, none per packet).
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    drops: [u64; DropReason::COUNT],
+    tx: [(u64, u64); 4],
+    rx: [(u64, u64); 4],
+    batches: u64,
+    batch_packets: u64,
+    syscalls: u64,
+    super_packets: [u64; 3],
+}
+
+impl Tally {
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    #[inline]
+    pub fn drops(&mut self, reason: DropReason, n: usize) {
+        self.drops[reason as usize] += n as u64;
+    }
+
+    #[inline]
+    pub fn tx(&mut self, mode: Mode, bytes: usize) {
+        let f = &mut self.tx[mode as usize];
+        f.0 += 1;
+        f.1 += bytes as u64;
+    }
+
+    #[inline]
+    pub fn rx(&mut self, mode: Mode, bytes: usize) {
+        let f = &mut self.rx[mode as usize];
+        f.0 += 1;
+        f.1 += bytes as u64;
+    }
+
+    #[inline]
+    pub fn batch(&mut self, packets: usize) {
+        self.batches += 1;
+        self.batch_packets += packets as u64;
+    }
+
+    #[inline]
+    pub fn syscalls(&mut self, n: usize) {
+        self.syscalls += n as u64;
+    }
+
+    #[inline]
+    pub fn super_packet(&mut self, what: SuperPacket) {
+        self.super_packets[what as usize] += 1;
+    }
+}
+
+impl WorkerStats {
+    /// Adds a batch's counts to the shard and clears them.
+    pub fn publish(&self, t: &mut Tally) {
+        let add = |a: &AtomicU64, n: u64| {
+            if n != 0 {
+                a.fetch_add(n, Relaxed);
+            }
+        };
+        for (a, &n) in self.drops.iter().zip(&t.drops) {
+            add(a, n);
+        }
+        for (f, &(p, b)) in self.tx.iter().zip(&t.tx).chain(self.rx.iter().zip(&t.rx)) {
+            add(&f.packets, p);
+            add(&f.bytes, b);
+        }
+        add(&self.batches, t.batches);
+        add(&self.batch_packets, t.batch_packets);
+        add(&self.syscalls, t.syscalls);
+        for (a, &n) in self.super_packets.iter().zip(&t.super_packets) {
+            add(a, n);
+        }
+        *t = Tally::default();
+    }
+}
+
+/// An endpoint's packets and bytes one way, counted over a batch and added
+/// to its shard once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowTally {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl FlowTally {
+    #[inline]
+    pub fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+
+    /// Adds the counts to `flow` and clears them.
+    pub fn publish(&mut self, flow: &Flow) {
+        if self.packets != 0 {
+            flow.packets.fetch_add(self.packets, Relaxed);
+            flow.bytes.fetch_add(self.bytes, Relaxed);
+        }
+        *self = FlowTally::default();
+    }
+}
+
 /// TCP super-packets (`show stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SuperPackets {

@@ -86,3 +86,67 @@ fn egress_and_ingress_do_not_allocate() {
         "allocations on the packet path: {info:?}"
     );
 }
+
+/// The framing around packets allocates nothing either: a TUN read's
+/// virtio header (checksum completion, whole or cut), a direct-mode frame
+/// and its unframing, a whole super-packet's header for a pod, and the GRO
+/// merge plan.
+#[test]
+fn framing_and_coalescing_do_not_allocate() {
+    use podwire::pipeline::{gro, l2};
+    use podwire::table::NextHops;
+    use podwire::wire::MacAddr;
+    use podwire::wire::tcp_gro::MAX_HEADER_BLOCK;
+    use podwire::wire::vnet::VnetHdr;
+
+    let direct = include_str!("../../../examples/direct.yaml");
+    let u = Underlay {
+        name: "eth0".into(),
+        mtu: 1500,
+    };
+    let t = compile(&config::parse(direct).unwrap(), "k8s-node1", &u).unwrap();
+    let gw = t.direct_gateways()[0];
+    let t = t.with_next_hops(NextHops::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        [(gw, MacAddr([2, 0, 0, 0, 0, 2]))],
+    ));
+    let mut tcp = udp([10, 2, 169, 138], 4000, true, 64);
+    tcp[9] = 6;
+    tcp[32] = 0x50;
+    podwire::wire::ipv4::refresh_checksum(&mut tcp[..20]);
+    let gso_hdr = VnetHdr::tcp4_gso(&tcp, 0, 1448, false).unwrap();
+    let plain = VnetHdr::default();
+    let segs = [
+        udp([10, 2, 36, 69], 100, true, 64),
+        udp([10, 2, 36, 69], 100, true, 64),
+    ];
+    let mut buf = vec![0u8; HEADROOM + 8192];
+    let mut block = [0u8; MAX_HEADER_BLOCK];
+    let mut framed = 0usize;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..100 {
+            for hdr in [&gso_hdr, &plain] {
+                buf[HEADROOM..HEADROOM + tcp.len()].copy_from_slice(&tcp);
+                let mut pkt = Packet::new(&mut buf, HEADROOM, tcp.len());
+                let r = l2::from_tun(&t, hdr, &mut pkt, true);
+                let gso = match r {
+                    Ok(l2::FromTun::Whole { gso, .. }) => Some(gso),
+                    _ => None,
+                };
+                if l2::frame_direct(&t, &mut pkt, gw, gso, true).is_ok() {
+                    framed += 1;
+                    let (start, len) = (pkt.offset(), pkt.len());
+                    let mut back = Packet::new(&mut buf, start, len);
+                    assert!(l2::unframe_direct(&mut back, true).is_ok());
+                    if let Some(g) = gso {
+                        let _ = l2::to_tun_whole(&mut back, g);
+                    }
+                }
+            }
+            let m = gro::plan(&segs[0], segs[1..].iter().map(|s| s.as_slice()), &mut block);
+            assert_eq!(m.count, 1);
+        }
+    });
+    assert_eq!(framed, 200);
+    assert_eq!(info.count_total, 0, "allocations while framing: {info:?}");
+}

@@ -249,3 +249,19 @@ pub fn create(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<
     );
     Ok(out)
 }
+
+/// Cuts the TCP super-packet `pkt`, read from a TUN device after the
+/// virtio header `hdr` (its bytes), into segments with complete checksums
+/// (tun-rs's port of wireguard-go's): segment `k` is written at `offset` in
+/// `out[k]`, its length into `sizes[k]`. Returns how many there are.
+pub fn split_super_packet(
+    hdr: &[u8],
+    pkt: &mut [u8],
+    out: &mut [Box<[u8]>],
+    sizes: &mut [usize],
+    offset: usize,
+) -> io::Result<usize> {
+    let h = tun_rs::VirtioNetHdr::decode(hdr)?;
+    let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
+    tun_rs::gso_split(pkt, h, out, sizes, offset, v6)
+}

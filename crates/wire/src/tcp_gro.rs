@@ -21,8 +21,8 @@ pub const VNET_HDR_LEN: usize = vnet::LEN;
 /// Room for the header block: virtio header, IPv4 (20), TCP (up to 60).
 pub const MAX_HEADER_BLOCK: usize = VNET_HDR_LEN + 20 + 60;
 
-const TCP_FLAG_ACK: u8 = 0x10;
-const TCP_FLAG_PSH: u8 = 0x08;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+pub const TCP_FLAG_PSH: u8 = 0x08;
 
 /// The parts of a TCP/IPv4 segment that decide merging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -189,7 +189,7 @@ impl Node {
     /// The node's VTEP MAC: `spec.vxlanTunnelMACAddr`, else Felix's rule.
     pub fn vtep_mac(&self) -> MacAddr {
         self.vxlan_tunnel_mac
-            .unwrap_or_else(|| crate::table::vtep_mac_for(&self.name))
+            .unwrap_or_else(|| vtep_mac_for(&self.name))
     }
 }
 
@@ -327,3 +327,11 @@ pub enum LoadError {
 
 #[cfg(test)]
 mod tests;
+
+/// Felix's VTEP MAC rule: `0x66` (ASCII 'f') then the first five bytes of the
+/// SHA-1 of the node name.
+pub fn vtep_mac_for(node_name: &str) -> MacAddr {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(node_name.as_bytes());
+    MacAddr([0x66, digest[0], digest[1], digest[2], digest[3], digest[4]])
+}

@@ -328,7 +328,7 @@ fn node_vtep_mac_rules() {
         "document 3 (Node \"n2\"): spec.vxlanTunnelMACAddr: 01:00:5e:00:00:01 is a multicast address"
     );
     // n1 has no MAC: it gets Felix's derived one; giving n2 the same clashes.
-    let derived = crate::table::vtep_mac_for("n1");
+    let derived = super::vtep_mac_for("n1");
     assert_eq!(
         err(&mac(&derived.to_string())),
         format!(

@@ -41,9 +41,7 @@ fn egress_sized(
 ) -> Verdict {
     let h = match ipv4::parse(pkt.data()) {
         Ok(h) => h,
-        Err(ipv4::Error::NotIpv4) => return Verdict::Drop(DropReason::NotIpv4),
-        Err(ipv4::Error::Malformed) => return Verdict::Drop(DropReason::Malformed),
-        Err(ipv4::Error::BadChecksum) => return Verdict::Drop(DropReason::BadChecksum),
+        Err(e) => return Verdict::Drop(e.into()),
     };
     // A TUN read is exactly one packet: its total length must say so.
     if h.total_len != pkt.len() {

@@ -9,14 +9,6 @@ use crate::wire::checksum::Sum;
 use crate::wire::ipv4::{self, ecn};
 use crate::wire::vxlan::{self, ETH_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, UDP_LEN, VXLAN_LEN};
 
-fn ip_error(e: ipv4::Error) -> Verdict {
-    Verdict::Drop(match e {
-        ipv4::Error::NotIpv4 => DropReason::NotIpv4,
-        ipv4::Error::Malformed => DropReason::Malformed,
-        ipv4::Error::BadChecksum => DropReason::BadChecksum,
-    })
-}
-
 /// How the inner packet was framed, which decides what may follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -31,7 +23,7 @@ enum Framing {
 pub fn ingress(t: &Tables, pkt: &mut Packet) -> Verdict {
     let h = match ipv4::parse(pkt.data()) {
         Ok(h) => h,
-        Err(e) => return ip_error(e),
+        Err(e) => return Verdict::Drop(e.into()),
     };
     pkt.truncate(h.total_len);
     if h.dst != u32::from(t.local().ip) {
@@ -141,7 +133,7 @@ pub fn ingress_direct(t: &Tables, pkt: &mut Packet) -> Verdict {
 fn forward_inner(t: &Tables, pkt: &mut Packet, outer_ecn: u8, framing: Framing) -> Verdict {
     let h = match ipv4::parse(pkt.data()) {
         Ok(h) => h,
-        Err(e) => return ip_error(e),
+        Err(e) => return Verdict::Drop(e.into()),
     };
     if h.total_len != pkt.len() {
         let padded = framing == Framing::Ethernet && pkt.len() + ETH_LEN == ETH_MIN_FRAME;

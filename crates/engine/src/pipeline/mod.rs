@@ -12,8 +12,10 @@
 mod egress;
 mod encap;
 mod frag;
+pub mod gro;
 mod icmp;
 mod ingress;
+pub mod l2;
 
 use std::net::Ipv4Addr;
 
@@ -24,6 +26,7 @@ pub use egress::{egress, egress_gso};
 pub use encap::finish_udp_checksum;
 pub use frag::FragJob;
 pub use ingress::{ingress, ingress_direct, ingress_vxlan_payload};
+pub use l2::{FromTun, Gso};
 
 /// Headroom a packet buffer needs in front of an inner packet: the largest
 /// encapsulation (VXLAN: IPv4 20 + UDP 8 + VXLAN 8 + Ethernet 14 = 50) plus
@@ -202,26 +205,41 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
-    Malformed => "malformed", "Not a well-formed IPv4 packet (too short, IHL < 5, total length inconsistent with the bytes read, bad options).";
-    NotIpv4 => "not-ipv4", "IPv6 or another protocol (or an inner EtherType other than IPv4); podwire forwards IPv4 only for now.";
+    Malformed => "malformed", "Not a well-formed IPv4 packet: too short, IHL < 5, a total length inconsistent with the bytes read, options that are not a well-formed list, a fragment past byte 65535; or a virtio header or frame that does not hold together.";
+    NotIpv4 => "not-ipv4", "IPv6 or another protocol, or an inner EtherType other than IPv4: podwire forwards IPv4 only for now.";
     BadChecksum => "bad-checksum", "An IPv4 header checksum, or a non-zero VXLAN UDP checksum, does not verify.";
-    SpoofedSource => "spoofed-source", "A workload sent a packet whose source is not one of its addresses (Calico's RPF check).";
-    EncapFromWorkload => "encap-from-workload", "A workload sent IP-in-IP or UDP to the VXLAN port itself.";
-    TtlExceeded => "ttl-exceeded", "TTL was 1 or less on arrival; a workload's packet gets ICMP time exceeded back.";
-    Blackhole => "blackhole", "Destination is in a local block but no local workload has it (silent, as the kernel's blackhole route).";
-    NoRoute => "no-route", "Destination is outside every route (natOutgoing is not supported yet).";
-    NoNeighbour => "no-neighbour", "A VXLAN route's gateway has no neighbour (ARP) entry.";
+    SpoofedSource => "spoofed-source", "A workload sent a packet whose source is not one of its own addresses (Calico's RPF check).";
+    EncapFromWorkload => "encap-from-workload", "A workload sent IP-in-IP, or UDP to the VXLAN port, itself.";
+    TtlExceeded => "ttl-exceeded", "TTL 1 or less on arrival; a workload's packet gets ICMP time exceeded back.";
+    Blackhole => "blackhole", "The destination is in a local block but no local workload has it (silent, as the kernel's blackhole route).";
+    NoRoute => "no-route", "The destination is outside every route (natOutgoing is not supported yet).";
+    NoNeighbour => "no-neighbour", "The route's next hop has no neighbour entry: a VXLAN gateway without an ARP entry, or a direct-mode next hop whose MAC the underlay's neighbour table does not have (yet).";
     NoFdb => "no-fdb", "A VXLAN gateway's MAC has no FDB entry.";
-    TooBig => "too-big", "Larger than the mode's MTU with DF set (the sender gets ICMP fragmentation needed), or too large to encapsulate.";
+    TooBig => "too-big", "Larger than the mode's MTU with DF set (the sender gets ICMP fragmentation needed back).";
     UnknownPeer => "unknown-peer", "Encapsulated traffic from an address that is not a node of the cluster.";
     NotForNode => "not-for-node", "Underlay traffic that is not IPIP or VXLAN to this node's IP and VXLAN port.";
     BadVni => "bad-vni", "VXLAN with a VNI other than the configured one.";
     BadVxlanFlags => "bad-vxlan-flags", "VXLAN flags other than 0x08, or a reserved bit set.";
-    WrongVtepMac => "wrong-vtep-mac", "VXLAN inner destination MAC is not the local VTEP MAC.";
+    WrongVtepMac => "wrong-vtep-mac", "The VXLAN inner destination MAC is not the local VTEP MAC.";
     NotLocal => "not-local", "A decapsulated or routed packet whose destination is not a local workload.";
-    EcnCeOnNotEct => "ecn-ce-on-not-ect", "Outer header marked CE around a not-ECN-capable inner packet (RFC 6040 says drop).";
+    EcnCeOnNotEct => "ecn-ce-on-not-ect", "The outer header is marked CE around a not-ECN-capable inner packet (RFC 6040 says drop).";
     FragmentedOuter => "fragmented-outer", "An outer IPIP or VXLAN packet that is itself a fragment (podwire does not reassemble).";
-    TxFull => "tx-full", "The transmit queue or socket buffer was full.";
+    UnsupportedGso => "unsupported-gso", "A super-packet from the kernel of a kind podwire cannot pass on whole (only TCP/IPv4 super-packets can be).";
+    NoUnderlay => "no-underlay", "A direct-mode packet, but the underlay device or its packet socket could not be opened at start (the log says why).";
+    NoHeadroom => "no-headroom", "No room in front of the packet for the headers to write (a buffer-layout limit; never expected).";
+    TxFull => "tx-full", "The transmit queue or socket buffer was full (the kernel said EAGAIN or ENOBUFS).";
+    TxError => "tx-error", "The kernel refused to send or write the packet for another reason (logged at a limited rate with the error).";
+}
+
+impl From<crate::wire::ipv4::Error> for DropReason {
+    fn from(e: crate::wire::ipv4::Error) -> DropReason {
+        use crate::wire::ipv4::Error;
+        match e {
+            Error::NotIpv4 => DropReason::NotIpv4,
+            Error::Malformed => DropReason::Malformed,
+            Error::BadChecksum => DropReason::BadChecksum,
+        }
+    }
 }
 
 impl std::fmt::Display for DropReason {
@@ -321,5 +339,7 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod l2_tests;
 #[cfg(test)]
 mod tests;

@@ -793,7 +793,37 @@ fn drop_scenarios() -> Vec<(DropReason, Verdict)> {
                 p[21] = 0;
             })),
         ),
+        // Framing for the underlay and unframing from it (`l2`).
+        (NoUnderlay, framed(&tables("k8s-node1"), &echo, HEADROOM)),
+        (NoHeadroom, framed(&with_next_hops(), &echo, 10)),
+        (UnsupportedGso, {
+            // A virtio header of a UDP super-packet (gso_type 5, UDP_L4).
+            let mut frame = vec![0u8; 10 + 14 + echo.len()];
+            frame[1] = 5;
+            frame[4] = 0x10;
+            frame[24..].copy_from_slice(&echo);
+            let len = frame.len();
+            let mut pkt = Packet::new(&mut frame, 0, len);
+            Verdict::Drop(l2::unframe_direct(&mut pkt, true).unwrap_err())
+        }),
     ]
+}
+
+/// `tables("k8s-node1")` with the underlay's MAC and node 2's.
+fn with_next_hops() -> Tables {
+    let mac = |b| crate::wire::MacAddr([2, 0, 0, 0, 0, b]);
+    tables("k8s-node1").with_next_hops(crate::table::NextHops::new(mac(0x55), [(NODE2, mac(0x57))]))
+}
+
+/// The drop of framing `p` for direct-mode next hop node 2 with `headroom`.
+fn framed(t: &Tables, p: &[u8], headroom: usize) -> Verdict {
+    let mut buf = vec![0u8; headroom + p.len()];
+    buf[headroom..].copy_from_slice(p);
+    let mut pkt = Packet::new(&mut buf, headroom, p.len());
+    match l2::frame_direct(t, &mut pkt, NODE2, None, false) {
+        Ok(()) => Verdict::Send(Target::Direct { gw: NODE2 }),
+        Err(r) => Verdict::Drop(r),
+    }
 }
 
 #[test]
@@ -803,10 +833,13 @@ fn every_drop_reason_is_reached() {
         assert_eq!(got.drop_reason(), Some(want), "scenario {i}: {got:?}");
         reached.insert(want);
     }
-    // tx-full is the I/O layer's: a full socket or queue, never a verdict.
+    // tx-full and tx-error are the I/O layer's: a full or failing socket or
+    // queue, never a verdict.
     let missing: Vec<_> = DropReason::ALL
         .iter()
-        .filter(|r| !reached.contains(*r) && **r != DropReason::TxFull)
+        .filter(|r| {
+            !reached.contains(*r) && !matches!(**r, DropReason::TxFull | DropReason::TxError)
+        })
         .collect();
     assert!(missing.is_empty(), "never reached: {missing:?}");
 }

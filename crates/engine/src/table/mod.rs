@@ -8,16 +8,17 @@
 
 mod compile;
 pub mod lpm;
+mod next_hop;
+mod render;
 
-use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
-use sha1::{Digest, Sha1};
 
 use crate::wire::MacAddr;
 pub use compile::{CompileError, Underlay, compile};
 use lpm::Lpm;
+pub use next_hop::NextHops;
 
 /// The name Calico gives the VXLAN device.
 pub const VXLAN_DEV: &str = "vxlan.calico";
@@ -28,12 +29,8 @@ pub const IPIP_OVERHEAD: u16 = 20;
 /// Bytes VXLAN adds: IPv4, UDP, VXLAN and Ethernet headers.
 pub const VXLAN_OVERHEAD: u16 = 50;
 
-/// Felix's VTEP MAC rule: `0x66` (ASCII 'f') then the first five bytes of the
-/// SHA-1 of the node name.
-pub fn vtep_mac_for(node_name: &str) -> MacAddr {
-    let digest = Sha1::digest(node_name.as_bytes());
-    MacAddr([0x66, digest[0], digest[1], digest[2], digest[3], digest[4]])
-}
+/// Felix's VTEP MAC rule (it is the configuration's: [`crate::config::vtep_mac_for`]).
+pub use crate::config::vtep_mac_for;
 
 /// Index of a local endpoint in [`Tables::endpoints`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,6 +181,7 @@ pub struct Tables {
     fdb: Vec<Fdb>,
     peers: Vec<u32>,
     endpoints: Vec<Endpoint>,
+    next_hops: NextHops,
 }
 
 impl Tables {
@@ -236,6 +234,36 @@ impl Tables {
         self.peers.iter().map(|&p| Ipv4Addr::from(p))
     }
 
+    /// Direct mode's link layer: the underlay's MAC and its next hops'.
+    #[inline]
+    pub fn next_hops(&self) -> &NextHops {
+        &self.next_hops
+    }
+
+    /// These tables with direct mode's link layer replaced (the routes stay).
+    pub fn with_next_hops(&self, next_hops: NextHops) -> Tables {
+        Tables {
+            next_hops,
+            ..self.clone()
+        }
+    }
+
+    /// The next hops of direct-mode routes, sorted, each once: what the
+    /// daemon asks the kernel to resolve.
+    pub fn direct_gateways(&self) -> Vec<Ipv4Addr> {
+        let mut gws: Vec<Ipv4Addr> = self
+            .routes
+            .iter()
+            .filter_map(|r| match r.via {
+                Via::Direct { gw } => Some(gw),
+                _ => None,
+            })
+            .collect();
+        gws.sort_unstable();
+        gws.dedup();
+        gws
+    }
+
     /// Longest-prefix match of `dst`, resolved for forwarding.
     #[inline]
     pub fn lookup(&self, dst: u32) -> Option<Hop> {
@@ -246,79 +274,6 @@ impl Tables {
     #[inline]
     pub fn is_peer(&self, src: u32) -> bool {
         self.peers.binary_search(&src).is_ok()
-    }
-
-    /// Formats one route as `ip route` prints it.
-    pub fn route_line(&self, r: &Route) -> String {
-        let dst = if r.dst.prefix() == 32 {
-            r.dst.ip().to_string()
-        } else {
-            format!("{}/{}", r.dst.network(), r.dst.prefix())
-        };
-        match r.via {
-            Via::Blackhole => format!("blackhole {dst}"),
-            Via::Endpoint(id) => {
-                let dev = self.endpoint(id).map_or("?", |e| e.interface.as_str());
-                format!("{dst} dev {dev} scope link")
-            }
-            Via::Vxlan { gw } => format!("{dst} via {gw} dev {VXLAN_DEV} onlink"),
-            Via::Ipip { gw } => format!("{dst} via {gw} dev {IPIP_DEV} onlink"),
-            Via::Direct { gw } => format!("{dst} via {gw} dev {} onlink", self.underlay.name),
-        }
-    }
-
-    /// The routes as `ip route` prints them, one per line.
-    pub fn routes_text(&self) -> String {
-        self.routes.iter().fold(String::new(), |mut s, r| {
-            let _ = writeln!(s, "{}", self.route_line(r));
-            s
-        })
-    }
-
-    /// The neighbour table as `ip neigh` prints it.
-    pub fn neigh_text(&self) -> String {
-        self.neigh.iter().fold(String::new(), |mut s, n| {
-            let _ = writeln!(s, "{n}");
-            s
-        })
-    }
-
-    /// The FDB as `bridge fdb` prints it.
-    pub fn fdb_text(&self) -> String {
-        self.fdb.iter().fold(String::new(), |mut s, f| {
-            let _ = writeln!(s, "{f}");
-            s
-        })
-    }
-
-    /// The three sections `podwire check` prints.
-    pub fn report(&self) -> String {
-        format!(
-            "# routes\n{}# neigh\n{}# fdb\n{}",
-            self.routes_text(),
-            self.neigh_text(),
-            self.fdb_text()
-        )
-    }
-}
-
-impl fmt::Display for Neigh {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} dev {VXLAN_DEV} lladdr {} PERMANENT",
-            self.ip, self.mac
-        )
-    }
-}
-
-impl fmt::Display for Fdb {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} dev {VXLAN_DEV} dst {} self permanent",
-            self.mac, self.dst
-        )
     }
 }
 
@@ -443,6 +398,7 @@ impl TablesBuilder {
             fdb: self.fdb,
             peers: self.peers,
             endpoints: self.endpoints,
+            next_hops: NextHops::default(),
         })
     }
 

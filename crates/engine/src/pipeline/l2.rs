@@ -1,0 +1,157 @@
+//! What surrounds an IPv4 packet on its way in and out: the Ethernet header
+//! of direct mode's frames on the underlay, and the `virtio_net_hdr` that
+//! TUN devices and packet sockets put in front of a packet when offloads are
+//! on (a partial checksum to complete, or a TCP super-packet to keep whole).
+//!
+//! The worker calls these around [`egress`](super::egress) and the ingress
+//! functions, so that it only moves bytes: every framing decision, and
+//! every drop it implies, is made (and tested, and fuzzed) here.
+
+use std::net::Ipv4Addr;
+
+use super::{DropReason, Packet};
+use crate::table::{Hop, Tables};
+use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
+
+/// A TCP/IPv4 super-packet that goes whole: its segment size (payload bytes
+/// per segment) and whether its segments carry ECN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    pub size: u16,
+    pub ecn: bool,
+}
+
+impl Gso {
+    /// The super-packet a virtio header describes, if it is TCP/IPv4.
+    pub fn of(h: &VnetHdr) -> Option<Gso> {
+        h.is_tcp4_gso().then_some(Gso {
+            size: h.gso_size,
+            ecn: h.gso_type & vnet::GSO_ECN != 0,
+        })
+    }
+}
+
+/// What a read from a TUN device with offloads holds, and how to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromTun {
+    /// One packet (its partial checksum, if any, now complete): egress it.
+    Packet,
+    /// A TCP super-packet that may go whole: egress it with
+    /// [`egress_gso`](super::egress_gso) and `segment`, the size of each of
+    /// its segments on the wire.
+    Whole { gso: Gso, segment: usize },
+    /// A super-packet to cut into segments before egress.
+    Split,
+}
+
+/// Decides what to do with `pkt`, read from a TUN device after `hdr`.
+/// A super-packet goes whole when it is TCP/IPv4 to a local endpoint, or to
+/// a direct-mode next hop when `direct_whole` (the packet socket takes
+/// super-packets) and its segments fit the direct MTU; any other one is cut.
+pub fn from_tun(
+    t: &Tables,
+    hdr: &VnetHdr,
+    pkt: &mut Packet,
+    direct_whole: bool,
+) -> Result<FromTun, DropReason> {
+    if hdr.gso_type == vnet::GSO_NONE {
+        if hdr.needs_csum() {
+            let (start, offset) = (hdr.csum_start.into(), hdr.csum_offset.into());
+            if !vnet::complete_checksum(pkt.data_mut(), start, offset) {
+                return Err(DropReason::Malformed);
+            }
+        }
+        return Ok(FromTun::Packet);
+    }
+    let whole = Gso::of(hdr).and_then(|gso| {
+        let data = pkt.data();
+        let segment = vnet::tcp4_header_len(data)? + usize::from(gso.size);
+        let dst = u32::from_be_bytes(*data.get(16..20)?.first_chunk()?);
+        let ok = match t.lookup(dst) {
+            Some(Hop::Endpoint(_)) => true,
+            Some(Hop::Direct { .. }) => direct_whole && segment <= usize::from(t.mtu().direct),
+            _ => false,
+        };
+        ok.then_some(FromTun::Whole { gso, segment })
+    });
+    Ok(whole.unwrap_or(FromTun::Split))
+}
+
+/// Puts the virtio header of super-packet `pkt` (`gso`) in front of it, for
+/// a TUN write that hands it whole to the pod's kernel.
+pub fn to_tun_whole(pkt: &mut Packet, gso: Gso) -> Result<(), DropReason> {
+    let hdr = VnetHdr::tcp4_gso(pkt.data(), 0, gso.size, gso.ecn).ok_or(DropReason::Malformed)?;
+    let slot = pkt
+        .prepend(vnet::LEN)
+        .and_then(|b| b.first_chunk_mut::<{ vnet::LEN }>())
+        .ok_or(DropReason::NoHeadroom)?;
+    hdr.write(slot);
+    Ok(())
+}
+
+/// Frames `pkt`, an inner IPv4 packet that egress sends to direct-mode
+/// next hop `gw`, for the underlay: Ethernet from the underlay's MAC to
+/// `gw`'s (from the tables' next hops) — and in front of that, when the
+/// packet socket takes them (`vnet`), a virtio header: for a super-packet
+/// (`gso`), its segment size and the place of its partial checksum; for
+/// anything else, zeros.
+pub fn frame_direct(
+    t: &Tables,
+    pkt: &mut Packet,
+    gw: Ipv4Addr,
+    gso: Option<Gso>,
+    vnet: bool,
+) -> Result<(), DropReason> {
+    let src = t.next_hops().src().ok_or(DropReason::NoUnderlay)?;
+    let dst = t.next_hops().mac(gw).ok_or(DropReason::NoNeighbour)?;
+    let hdr = match (gso, vnet) {
+        (Some(g), true) => Some(
+            VnetHdr::tcp4_gso(pkt.data(), ETH_LEN as u16, g.size, g.ecn)
+                .ok_or(DropReason::Malformed)?,
+        ),
+        (None, true) => Some(VnetHdr::default()),
+        (Some(_), false) => return Err(DropReason::UnsupportedGso),
+        (None, false) => None,
+    };
+    let eth = pkt.prepend(ETH_LEN).ok_or(DropReason::NoHeadroom)?;
+    eth[..6].copy_from_slice(&dst.0);
+    eth[6..12].copy_from_slice(&src.0);
+    eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    if let Some(hdr) = hdr {
+        let slot = pkt
+            .prepend(vnet::LEN)
+            .and_then(|b| b.first_chunk_mut::<{ vnet::LEN }>())
+            .ok_or(DropReason::NoHeadroom)?;
+        hdr.write(slot);
+    }
+    Ok(())
+}
+
+/// Moves `pkt` from the start of a frame read from a packet socket (after
+/// its virtio header when `vnet`) to its IPv4 packet. A partial checksum of
+/// a single packet is completed here; a TCP super-packet stays whole, its
+/// checksum partial, and comes back as `Some` to be written whole; another
+/// kind of super-packet cannot be delivered (`unsupported-gso`).
+pub fn unframe_direct(pkt: &mut Packet, vnet: bool) -> Result<Option<Gso>, DropReason> {
+    let mut gso = None;
+    if vnet {
+        let hdr = VnetHdr::parse(pkt.data()).ok_or(DropReason::Malformed)?;
+        if hdr.gso_type != vnet::GSO_NONE {
+            gso = Some(Gso::of(&hdr).ok_or(DropReason::UnsupportedGso)?);
+        } else if hdr.needs_csum() {
+            let frame = pkt.data_mut().get_mut(vnet::LEN..).unwrap_or_default();
+            let (start, offset) = (hdr.csum_start.into(), hdr.csum_offset.into());
+            if !vnet::complete_checksum(frame, start, offset) {
+                return Err(DropReason::Malformed);
+            }
+        }
+        if !pkt.advance(vnet::LEN) {
+            return Err(DropReason::Malformed);
+        }
+    }
+    if !pkt.advance(ETH_LEN) {
+        return Err(DropReason::Malformed);
+    }
+    Ok(gso)
+}
