@@ -2,5 +2,6 @@
 //! with `unsafe`; each block carries a `// SAFETY:` comment.
 
 pub mod netdev;
+pub mod netlink;
 pub mod socket;
 pub mod tun;
