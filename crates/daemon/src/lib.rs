@@ -100,8 +100,9 @@ pub struct Shared {
     /// Held by whoever replaces the snapshot (a reload, a neighbour
     /// change), so that one never undoes the other; workers never take it.
     pub swap: std::sync::Mutex<()>,
-    /// The refresher, which a worker wakes when it misses a neighbour.
-    pub neigh_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// The neighbour refresher's waker, which a worker uses when it misses
+    /// a next hop.
+    pub neigh_waker: std::sync::OnceLock<Arc<Waker>>,
     /// The state file's tracker, which a reload wakes.
     pub state_thread: std::sync::OnceLock<std::thread::Thread>,
     /// The snapshot generation each worker has moved to (and let go of
@@ -524,13 +525,14 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         reloads_rejected: AtomicU64::new(0),
         underlay,
         swap: std::sync::Mutex::new(()),
-        neigh_thread: std::sync::OnceLock::new(),
+        neigh_waker: std::sync::OnceLock::new(),
         state_thread: std::sync::OnceLock::new(),
         offloads,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;
-    let _ = shared.neigh_thread.set(refresher.thread().clone());
+    let (refresher, neigh_waker) = refresher;
+    let _ = shared.neigh_waker.set(Arc::clone(&neigh_waker));
     let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone(), forwarding.clone())
         .map_err(|e| StartError::Other(format!("state tracker: {e}")))?;
     let _ = shared.state_thread.set(tracker.thread().clone());
@@ -588,7 +590,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     for h in handles {
         let _ = h.join();
     }
-    refresher.thread().unpark();
+    let _ = neigh_waker.wake();
     let _ = refresher.join();
     tracker.thread().unpark();
     let _ = tracker.join();

@@ -452,8 +452,8 @@ impl Worker {
                     Err(reason) => {
                         self.tally.drop(reason);
                         if reason == DropReason::NoNeighbour {
-                            if let Some(t) = self.shared.neigh_thread.get() {
-                                t.unpark();
+                            if let Some(w) = self.shared.neigh_waker.get() {
+                                let _ = w.wake();
                             }
                         }
                     }

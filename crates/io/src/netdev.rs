@@ -95,51 +95,9 @@ pub fn mac(name: &str) -> io::Result<podwire_wire::MacAddr> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// The kernel's complete IPv4 neighbour entries on `dev`, from
-/// `/proc/net/arp` (columns: IP address, HW type, Flags, HW address, Mask,
-/// Device; flag 0x2 marks a complete entry).
-pub fn arp_table(dev: &str) -> io::Result<Vec<(Ipv4Addr, podwire_wire::MacAddr)>> {
-    Ok(parse_arp(&std::fs::read_to_string("/proc/net/arp")?, dev))
-}
-
-fn parse_arp(text: &str, dev: &str) -> Vec<(Ipv4Addr, podwire_wire::MacAddr)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let [ip, _, flags, mac, _, d] = f[..] else {
-                return None;
-            };
-            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
-            (d == dev && flags & 0x2 != 0).then_some(())?;
-            Some((ip.parse().ok()?, mac.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Makes the kernel resolve `ip`'s MAC: a datagram to its discard port
-/// (9) goes through the kernel's neighbour machinery, which ARPs for it.
-pub fn solicit(ip: Ipv4Addr) -> io::Result<()> {
-    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    s.send_to(b"podwire: resolving the next hop", (ip, 9))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arp_table_keeps_complete_entries_of_the_device() {
-        let text = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                    192.168.33.57    0x1         0x2         66:90:43:3d:b3:e7     *        eth0\n\
-                    192.168.33.58    0x1         0x0         00:00:00:00:00:00     *        eth0\n\
-                    10.0.0.1         0x1         0x2         02:00:00:00:00:01     *        eth1\n";
-        let t = parse_arp(text, "eth0");
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].0, Ipv4Addr::new(192, 168, 33, 57));
-        assert_eq!(t[0].1.to_string(), "66:90:43:3d:b3:e7");
-    }
 
     #[test]
     fn loopback_is_found_with_its_mtu() {
