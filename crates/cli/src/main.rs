@@ -28,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the dataplane: create the endpoints' TUN devices, open the
     /// underlay sockets and forward until SIGINT or SIGTERM. SIGHUP reloads
-    /// the configuration (a bad one is rejected and the running one kept).
+    /// the configuration, as does a change of the file (a bad one is rejected
+    /// and the running one kept).
     /// Needs CAP_NET_ADMIN and CAP_NET_RAW. Logs go to stderr; RUST_LOG sets
     /// the level (default info).
     #[command(

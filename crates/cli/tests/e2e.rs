@@ -480,6 +480,75 @@ fn reload_adds_a_node_during_a_transfer() {
     ping(&c.lab, &c.p1a, "10.2.169.138", 3);
 }
 
+/// A changed configuration file is enough: both daemons reload it within a
+/// few seconds without SIGHUP, once per change; a SIGHUP on the unchanged
+/// file then applies nothing more, and a change followed by SIGHUP is one
+/// reload, not two.
+#[test]
+fn a_changed_file_is_reloaded_without_sighup() {
+    if !root_or_skip("a_changed_file_is_reloaded_without_sighup") {
+        return;
+    }
+    let c = two_nodes("vxlan");
+    let replace = |text: &str| {
+        let tmp = c.config.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &c.config).unwrap();
+    };
+    let reloads = |ctl: &std::path::Path| c.lab.stats(ctl)["reloads"].as_u64().unwrap();
+    let wait_for = |want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while c.ctl.iter().any(|ctl| reloads(ctl) < want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the changed file was not reloaded: {:?}",
+                c.ctl.iter().map(|ctl| reloads(ctl)).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Add k8s-node3, no signal.
+    replace(&cluster("vxlan", 3));
+    wait_for(1);
+    assert!(
+        c.lab
+            .show(&c.ctl[0], "routes", false)
+            .contains("10.2.235.192/26 via 10.2.235.193 dev vxlan.calico onlink")
+    );
+    // SIGHUP, nothing changed: nothing applied, nothing rejected.
+    c.lab.signal("k8s-node1", "HUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = c.lab.stats(&c.ctl[0]);
+    assert_eq!(
+        (s["reloads"].as_u64(), s["reloads_rejected"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(
+        c.lab
+            .log("k8s-node1")
+            .contains("the configuration has not changed")
+    );
+    // A change and a SIGHUP at once: one reload.
+    replace(&cluster("vxlan", 2));
+    c.lab.signal("k8s-node1", "HUP");
+    c.lab.signal("k8s-node2", "HUP");
+    wait_for(2);
+    std::thread::sleep(Duration::from_millis(2500));
+    for ctl in &c.ctl {
+        let s = c.lab.stats(ctl);
+        assert_eq!(
+            (s["reloads"].as_u64(), s["reloads_rejected"].as_u64()),
+            (Some(2), Some(0)),
+            "{s}"
+        );
+    }
+    assert!(
+        !c.lab
+            .show(&c.ctl[0], "routes", false)
+            .contains("10.2.235.192/26")
+    );
+}
+
 /// SIGTERM stops the daemon cleanly, and its TUN devices go with it, also
 /// the ones moved into pod namespaces.
 #[test]

@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+mod error;
 mod metrics;
 mod neigh;
 mod pool;
+mod reload;
 mod state;
 pub mod stats;
 mod tx;
@@ -29,11 +31,15 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use mio::Waker;
 
-use podwire::config;
+use podwire::config::{self, ConfigSource, FileSource, Resources};
 use podwire::table::{self, NextHops, Tables, Underlay};
 use podwire_io::socket::{RawSender, Receiver, SegmentSender};
 use podwire_io::tun::{self, TunQueue};
 use stats::{EndpointStats, WorkerStats};
+
+use error::TunError;
+pub use error::{ReloadError, StartError};
+pub use reload::Daemon;
 
 /// How the daemon was asked to run.
 #[derive(Debug, Clone)]
@@ -135,39 +141,6 @@ impl Shared {
     }
 }
 
-/// A failure that stops the daemon from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(#[from] config::LoadError),
-    #[error("{0}")]
-    Compile(#[from] table::CompileError),
-    #[error("cannot create TUN device {interface}: {source}")]
-    Tun {
-        interface: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot open the {what} socket: {source} (podwire needs CAP_NET_RAW and CAP_NET_ADMIN)"
-    )]
-    Socket {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on the control socket {path}: {source}")]
-    Control {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Metrics {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Other(String),
-}
-
 /// Finds the underlay device and its MTU.
 pub fn underlay(name: Option<&str>, mtu: Option<u16>, node_ip: Option<Ipv4Addr>) -> Underlay {
     let name = match name {
@@ -189,12 +162,11 @@ pub fn underlay(name: Option<&str>, mtu: Option<u16>, node_ip: Option<Ipv4Addr>)
     Underlay { name, mtu }
 }
 
-/// Loads and compiles the configuration.
-fn load(opts: &Options) -> Result<Tables, StartError> {
-    let resources = config::load(&opts.config)?;
+/// Compiles the node's tables from `resources`.
+fn compile_for(opts: &Options, resources: &Resources) -> Result<Tables, table::CompileError> {
     let node_ip = resources.node(&opts.node).and_then(|n| n.ip());
     let u = underlay(opts.underlay.as_deref(), opts.underlay_mtu, node_ip);
-    Ok(table::compile(&resources, &opts.node, &u)?)
+    table::compile(resources, &opts.node, &u)
 }
 
 /// Builds a snapshot for `tables`, reusing the devices of `old` endpoints
@@ -208,7 +180,7 @@ fn snapshot(
     offload: bool,
     old: Option<&Snapshot>,
     adopted: &mut HashMap<String, Vec<TunQueue>>,
-) -> Result<Snapshot, StartError> {
+) -> Result<Snapshot, TunError> {
     let existing: HashMap<&str, &Arc<EndpointIo>> = old
         .map(|s| {
             s.endpoints
@@ -240,7 +212,7 @@ fn snapshot(
             None => {
                 let queues =
                     tun::create(&ep.interface, ep.mtu, workers, offload).map_err(|source| {
-                        StartError::Tun {
+                        TunError {
                             interface: ep.interface.clone(),
                             source,
                         }
@@ -277,95 +249,6 @@ fn snapshot(
     })
 }
 
-/// The running daemon, as the signal loop and the control socket see it.
-pub struct Daemon {
-    opts: Options,
-    shared: Arc<Shared>,
-    wakers: Vec<Arc<Waker>>,
-}
-
-impl Daemon {
-    /// Re-reads the configuration; applies it, or keeps the running one.
-    pub fn reload(&self) -> Result<(), String> {
-        let result = self.try_reload();
-        match &result {
-            Ok(()) => {
-                self.shared.reloads.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("reload rejected, keeping the running configuration: {e}");
-            }
-        }
-        result
-    }
-
-    fn try_reload(&self) -> Result<(), String> {
-        let tables = load(&self.opts).map_err(|e| e.to_string())?;
-        let guard = self.shared.swap.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.shared.snapshot.load_full();
-        // The underlay's neighbours are the kernel's, not the configuration's.
-        let tables = tables.with_next_hops(old.tables.next_hops().clone());
-        let (a, b) = (old.tables.local(), tables.local());
-        if a.ip != b.ip || old.tables.vxlan().port != tables.vxlan().port {
-            return Err(format!(
-                "the node IP or the VXLAN port changed ({}:{} to {}:{}); restart podwire to apply it",
-                a.ip,
-                old.tables.vxlan().port,
-                b.ip,
-                tables.vxlan().port
-            ));
-        }
-        let snap = snapshot(
-            tables,
-            old.generation + 1,
-            self.wakers.len(),
-            self.opts.tun_offload,
-            Some(&old),
-            &mut HashMap::new(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
-        let generation = snap.generation;
-        self.shared.snapshot.store(Arc::new(snap));
-        drop(guard);
-        self.wake();
-        if let Some(t) = self.shared.state_thread.get() {
-            t.unpark();
-        }
-        // A removed endpoint's device goes when its last reference does,
-        // and closing a TUN queue takes tens of milliseconds (the kernel
-        // detaches the queue and unregisters the device under RTNL): let
-        // that be this thread, not a worker, whose other endpoints' queues
-        // would go unread meanwhile. The workers let go of the old snapshot
-        // when they move to the new one.
-        let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        while self
-            .shared
-            .worker_generations
-            .iter()
-            .any(|g| g.load(Ordering::Acquire) < generation)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        drop(old);
-        tracing::info!(routes, endpoints, "configuration reloaded");
-        Ok(())
-    }
-
-    fn wake(&self) {
-        for w in &self.wakers {
-            let _ = w.wake();
-        }
-    }
-
-    /// The shared state.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(opts: Options) -> Result<(), StartError> {
     let threads = opts.threads.max(1);
@@ -381,7 +264,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     let state_path = state::path_for(&opts.control);
     let previous = state::load(&state_path).unwrap_or_default();
-    let tables = load(&opts)?;
+    let mut source: Box<dyn ConfigSource> = Box::new(FileSource::new(&opts.config));
+    let resources = source
+        .poll(true)?
+        .ok_or_else(|| config::SourceError::Nothing(source.describe()))?;
+    let tables = compile_for(&opts, &resources)?;
     let node_ip = tables.local().ip;
     let port = tables.vxlan().port;
     tracing::info!(
@@ -530,31 +417,35 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         offloads,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
-        .map_err(|e| StartError::Other(format!("neighbour refresher: {e}")))?;
+        .map_err(StartError::thread("neighbour refresher"))?;
     let (refresher, neigh_waker) = refresher;
     let _ = shared.neigh_waker.set(Arc::clone(&neigh_waker));
     let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone(), forwarding.clone())
-        .map_err(|e| StartError::Other(format!("state tracker: {e}")))?;
+        .map_err(StartError::thread("state tracker"))?;
     let _ = shared.state_thread.set(tracker.thread().clone());
     let mut wakers = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for (i, io) in ios.into_iter().enumerate() {
         let (poll, waker) =
-            worker::poll_with_waker().map_err(|e| StartError::Other(e.to_string()))?;
+            worker::poll_with_waker().map_err(StartError::thread(format!("poll of worker {i}")))?;
         wakers.push(waker);
         let w = worker::Worker::new(i, Arc::clone(&shared), poll, io)
-            .map_err(|e| StartError::Other(format!("worker {i}: {e}")))?;
+            .map_err(StartError::thread(format!("worker {i}")))?;
         let h = std::thread::Builder::new()
             .name(format!("podwire-w{i}"))
             .spawn(move || w.run())
-            .map_err(|e| StartError::Other(e.to_string()))?;
+            .map_err(StartError::thread(format!("thread of worker {i}")))?;
         handles.push(h);
     }
     let daemon = Arc::new(Daemon {
         opts: opts.clone(),
         shared: Arc::clone(&shared),
         wakers,
+        source: std::sync::Mutex::new(source),
+        hup: AtomicBool::new(false),
     });
+    let watcher = reload::start_watcher(Arc::clone(&daemon))
+        .map_err(StartError::thread("configuration watcher"))?;
     let control = control::Server::start(&opts.control, Arc::clone(&daemon)).map_err(|source| {
         StartError::Control {
             path: opts.control.display().to_string(),
@@ -572,12 +463,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
-    .map_err(|e| StartError::Other(format!("signals: {e}")))?;
+    .map_err(StartError::Signals)?;
     for signal in signals.forever() {
         match signal {
             signal_hook::consts::SIGHUP => {
                 tracing::info!("SIGHUP: reloading {}", opts.config.display());
-                let _ = daemon.reload();
+                daemon.hup.store(true, Ordering::Relaxed);
+                watcher.thread().unpark();
             }
             _ => {
                 tracing::info!("signal {signal}: stopping");
@@ -587,6 +479,8 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     shared.stop.store(true, Ordering::Relaxed);
     daemon.wake();
+    watcher.thread().unpark();
+    let _ = watcher.join();
     for h in handles {
         let _ = h.join();
     }

@@ -13,6 +13,7 @@
 //! datastore watch later).
 
 mod parse;
+mod source;
 mod validate;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use ipnetwork::Ipv4Network;
 use crate::wire::MacAddr;
 
 pub use parse::parse_documents;
+pub use source::{ConfigSource, FileSource, SourceError};
 
 /// Where a resource stood in the input: 1-based document index, and the
 /// 1-based item index when the document was a `List`.
