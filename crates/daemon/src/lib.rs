@@ -20,6 +20,8 @@ mod state;
 pub mod stats;
 mod tx;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -33,8 +35,11 @@ use mio::Waker;
 
 use podwire::config::{self, ConfigSource, FileSource, Resources};
 use podwire::table::{self, NextHops, Tables, Underlay};
-use podwire_io::socket::{RawSender, Receiver, SegmentSender};
+use podwire_io::ip_raw::{IpRawSender, IpipReceiver};
+use podwire_io::packet::{PacketReceiver, PacketSender};
 use podwire_io::tun::{self, TunQueue};
+use podwire_io::udp::{SegmentSender, VxlanReceiver};
+use podwire_io::{PacketQueue, RxBatch, TxBatch};
 use stats::{EndpointStats, WorkerStats};
 
 use error::TunError;
@@ -67,7 +72,7 @@ pub struct EndpointIo {
     pub interface: String,
     pub workload: String,
     pub mtu: u16,
-    pub queues: Vec<TunQueue>,
+    pub queues: Vec<Box<dyn PacketQueue>>,
     pub stats: Vec<EndpointStats>,
 }
 
@@ -228,7 +233,10 @@ fn snapshot(
             interface: ep.interface.clone(),
             workload: ep.name.clone(),
             mtu: ep.mtu,
-            queues,
+            queues: queues
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn PacketQueue>)
+                .collect(),
             stats: (0..workers).map(|_| EndpointStats::default()).collect(),
         }));
     }
@@ -294,12 +302,12 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     // Sockets first: without them there is no point creating devices.
     let mut ios = Vec::with_capacity(threads);
     for i in 0..threads {
-        let raw_tx = RawSender::new().map_err(|source| StartError::Socket {
+        let raw_tx = IpRawSender::new().map_err(|source| StartError::Socket {
             what: "raw send",
             source,
         })?;
         let ipip_rx = if i == 0 {
-            Some(Receiver::ipip().map_err(|source| StartError::Socket {
+            Some(IpipReceiver::new().map_err(|source| StartError::Socket {
                 what: "IPIP receive",
                 source,
             })?)
@@ -307,7 +315,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             None
         };
         let vxlan_rx = Some(
-            Receiver::udp(SocketAddrV4::new(node_ip, port)).map_err(|source| {
+            VxlanReceiver::new(SocketAddrV4::new(node_ip, port)).map_err(|source| {
                 StartError::Socket {
                     what: "VXLAN receive",
                     source,
@@ -317,7 +325,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         let (mut direct_tx, mut direct_rx) = (None, None);
         if let Some(u) = &underlay {
             direct_tx = Some(
-                RawSender::packet(u.ifindex, opts.packet_gso).map_err(|source| {
+                PacketSender::new(u.ifindex, opts.packet_gso).map_err(|source| {
                     StartError::Socket {
                         what: "direct-mode packet send",
                         source,
@@ -326,22 +334,23 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             );
             if i == 0 {
                 let nets = worker::local_prefixes(&tables);
-                let rx = Receiver::packet(u.ifindex, &nets, opts.packet_gso).map_err(|source| {
-                    StartError::Socket {
-                        what: "direct-mode packet receive",
-                        source,
-                    }
-                })?;
+                let rx =
+                    PacketReceiver::new(u.ifindex, &nets, opts.packet_gso).map_err(|source| {
+                        StartError::Socket {
+                            what: "direct-mode packet receive",
+                            source,
+                        }
+                    })?;
                 direct_rx = Some(rx);
             }
         }
         let vxlan_tx = opts.udp_segment.then(|| SegmentSender::new(node_ip));
         ios.push(worker::WorkerIo {
-            raw_tx,
-            ipip_rx,
-            vxlan_rx,
-            direct_tx,
-            direct_rx,
+            raw_tx: Box::new(raw_tx),
+            ipip_rx: ipip_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
+            vxlan_rx: vxlan_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
+            direct_tx: direct_tx.map(|t| Box::new(t) as Box<dyn TxBatch>),
+            direct_rx: direct_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
             vxlan_tx,
         });
     }

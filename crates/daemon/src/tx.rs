@@ -14,9 +14,8 @@ use super::worker::RateLimited;
 use podwire::pipeline::gro::{self, MAX_MERGE};
 use podwire::pipeline::{self, DropReason, Target};
 use podwire::table::EndpointId;
-use podwire_io::socket::{
-    MAX_RUN_SEGMENTS, MAX_RUNS, MAX_SEGMENTS, RawSender, SegmentSender, SendReport,
-};
+use podwire_io::udp::{MAX_RUN_SEGMENTS, MAX_RUNS, SegmentSender};
+use podwire_io::{SendReport, TxBatch};
 use podwire_wire::tcp_gro::{self, MAX_HEADER_BLOCK};
 
 /// The outer IPv4 and UDP headers a UDP socket writes itself.
@@ -53,8 +52,8 @@ struct PendingVxlan {
 
 pub struct Tx {
     index: usize,
-    raw: RawSender,
-    direct: Option<RawSender>,
+    raw: Box<dyn TxBatch>,
+    direct: Option<Box<dyn TxBatch>>,
     vxlan: Option<SegmentSender>,
     deliveries: Vec<Delivery>,
     raw_queue: Vec<Pending>,
@@ -66,8 +65,8 @@ pub struct Tx {
 impl Tx {
     pub fn new(
         index: usize,
-        raw: RawSender,
-        direct: Option<RawSender>,
+        raw: Box<dyn TxBatch>,
+        direct: Option<Box<dyn TxBatch>>,
         vxlan: Option<SegmentSender>,
         capacity: usize,
     ) -> Tx {
@@ -145,13 +144,13 @@ impl Tx {
         if !self.raw_queue.is_empty() {
             let report = self
                 .raw
-                .send_batch(self.raw_queue.iter().map(|p| (pool.bytes(&p.slot), p.dst)));
+                .send_batch(&mut self.raw_queue.iter().map(|p| (pool.bytes(&p.slot), p.dst)));
             account(&self.raw_queue, report, t, &mut self.errors, self.index);
         }
         if !self.frames.is_empty() {
             if let Some(tx) = self.direct.as_mut() {
                 let report =
-                    tx.send_batch(self.frames.iter().map(|p| (pool.bytes(&p.slot), p.dst)));
+                    tx.send_batch(&mut self.frames.iter().map(|p| (pool.bytes(&p.slot), p.dst)));
                 account(&self.frames, report, t, &mut self.errors, self.index);
             } else {
                 t.drops(DropReason::NoUnderlay, self.frames.len());
@@ -264,6 +263,8 @@ impl Tx {
             return;
         };
         let vxlan_port = snap.tables.vxlan().port;
+        // One datagram a run once the kernel refused UDP_SEGMENT.
+        let max_segments = tx.max_segments();
         let list = std::mem::take(&mut self.vxlan_queue);
         let mut a = 0;
         while a < list.len() {
@@ -281,7 +282,7 @@ impl Tx {
                 // A UDP datagram carries at most 65507 bytes: so does a run.
                 let mut total = size - UDP_HEADERS;
                 let mut c = b + 1;
-                while c < list.len() && c - b < MAX_SEGMENTS && c - a < MAX_RUN_SEGMENTS {
+                while c < list.len() && c - b < max_segments && c - a < MAX_RUN_SEGMENTS {
                     let p = &list[c];
                     let same = p.dst == dst && p.src_port == sport && p.tos == tos;
                     let len = p.slot.len();

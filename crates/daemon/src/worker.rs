@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,8 +28,9 @@ use podwire::pipeline::{
     self, DropReason, FromTun, Gso, HEADROOM, Packet, State, UdpChecksum, Verdict, l2,
 };
 use podwire::table::{EndpointId, Via};
-use podwire_io::socket::{BATCH, RawSender, Received, Receiver, SegmentSender};
 use podwire_io::tun;
+use podwire_io::udp::SegmentSender;
+use podwire_io::{BATCH, Received, RxBatch, TxBatch};
 use podwire_wire::vnet::{self, VnetHdr};
 
 /// Buffers for fragments of one batch.
@@ -49,13 +49,13 @@ const FIRST_ENDPOINT: usize = 4;
 
 /// What a worker is given at start.
 pub struct WorkerIo {
-    pub raw_tx: RawSender,
-    pub ipip_rx: Option<Receiver>,
-    pub vxlan_rx: Option<Receiver>,
+    pub raw_tx: Box<dyn TxBatch>,
+    pub ipip_rx: Option<Box<dyn RxBatch>>,
+    pub vxlan_rx: Option<Box<dyn RxBatch>>,
     /// Direct mode: frames out on the underlay device.
-    pub direct_tx: Option<RawSender>,
+    pub direct_tx: Option<Box<dyn TxBatch>>,
     /// Direct mode: frames in for local endpoints (worker 0 only).
-    pub direct_rx: Option<Receiver>,
+    pub direct_rx: Option<Box<dyn RxBatch>>,
     /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
     /// without it, VXLAN goes out of `raw_tx` with a software checksum.
     pub vxlan_tx: Option<SegmentSender>,
@@ -113,9 +113,9 @@ pub struct Worker {
 
 /// The underlay receive sockets of a worker.
 struct Receivers {
-    ipip: Option<Receiver>,
-    vxlan: Option<Receiver>,
-    direct: Option<Receiver>,
+    ipip: Option<Box<dyn RxBatch>>,
+    vxlan: Option<Box<dyn RxBatch>>,
+    direct: Option<Box<dyn RxBatch>>,
 }
 
 impl Worker {
@@ -499,7 +499,8 @@ impl Worker {
                     _ => self.rx.vxlan.as_mut(),
                 };
                 let Some(rx) = rx else { return };
-                match rx.recv_batch(self.pool.rx_bufs(BATCH), &mut self.received) {
+                let received = rx.recv_batch(&mut self.pool.rx_bufs(BATCH), &mut self.received);
+                match received {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(e) => {

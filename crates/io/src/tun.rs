@@ -265,3 +265,24 @@ pub fn split_super_packet(
     let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
     tun_rs::gso_split(pkt, h, out, sizes, offset, v6)
 }
+
+impl crate::batch::PacketQueue for TunQueue {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TunQueue::recv(self, buf)
+    }
+    fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        TunQueue::send(self, packet)
+    }
+    fn send_vectored(&self, parts: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        TunQueue::send_vectored(self, parts)
+    }
+    fn offload(&self) -> bool {
+        TunQueue::offload(self)
+    }
+    fn set_persist(&self, on: bool) -> io::Result<()> {
+        TunQueue::set_persist(self, on)
+    }
+    fn location(&self) -> io::Result<Location> {
+        TunQueue::location(self)
+    }
+}

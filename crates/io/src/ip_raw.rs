@@ -1,0 +1,90 @@
+//! IP raw sockets.
+//!
+//! - [`IpRawSender`]: `socket(AF_INET, SOCK_RAW, IPPROTO_RAW)`, which implies
+//!   `IP_HDRINCL`: podwire sends the outer IPv4 header it built — IPIP, and
+//!   VXLAN when the UDP path is off or refused a run. The kernel fills in
+//!   nothing but what it must (it recomputes the IPv4 header checksum).
+//! - [`IpipReceiver`]: `socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)` receives
+//!   every IP-in-IP packet for this host with its outer header; keeping it
+//!   open also stops the kernel, which has no IPIP module, from answering
+//!   peers with ICMP protocol unreachable.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::batch::{BATCH, Received, RxBatch, SendReport, TxBatch};
+use crate::sys::mmsg::{self, Msgs};
+use crate::sys::sockopt::buffer_size;
+
+/// Sends IPv4 packets whose header podwire wrote.
+#[derive(Debug)]
+pub struct IpRawSender {
+    sock: Socket,
+    msgs: Msgs,
+}
+
+impl IpRawSender {
+    /// Opens the socket, non-blocking, with a large send buffer.
+    pub fn new() -> io::Result<Self> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        sock.set_nonblocking(true)?;
+        buffer_size(&sock, libc::SO_SNDBUFFORCE, 4 << 20);
+        Ok(IpRawSender {
+            sock,
+            msgs: Msgs::new(BATCH, BATCH),
+        })
+    }
+}
+
+impl TxBatch for IpRawSender {
+    fn send_batch(&mut self, packets: &mut dyn Iterator<Item = (&[u8], Ipv4Addr)>) -> SendReport {
+        mmsg::send_all(self.sock.as_raw_fd(), &mut self.msgs, packets, true)
+    }
+}
+
+/// Receives IP-in-IP packets for this host, outer header included.
+#[derive(Debug)]
+pub struct IpipReceiver {
+    sock: Socket,
+    msgs: Msgs,
+}
+
+impl IpipReceiver {
+    /// A raw socket for IP protocol 4, non-blocking, with a large buffer.
+    pub fn new() -> io::Result<Self> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_IPIP)),
+        )?;
+        sock.set_nonblocking(true)?;
+        buffer_size(&sock, libc::SO_RCVBUFFORCE, 4 << 20);
+        Ok(IpipReceiver {
+            sock,
+            msgs: Msgs::new(BATCH, BATCH),
+        })
+    }
+}
+
+impl RxBatch for IpipReceiver {
+    fn recv_batch(
+        &mut self,
+        bufs: &mut dyn Iterator<Item = &mut [u8]>,
+        out: &mut [Received],
+    ) -> io::Result<usize> {
+        mmsg::recv_all(self.sock.as_raw_fd(), &mut self.msgs, bufs, out, false)
+    }
+}
+
+impl AsRawFd for IpipReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
