@@ -30,54 +30,11 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use common::{Lab, root_or_skip};
+use common::{Lab, NODES, Testbed, root_or_skip, testbed};
 
 const INJECT: &str = include_str!("hostile/inject.py");
 const LISTEN: &str = include_str!("hostile/listen.py");
 const STREAM: &str = include_str!("hostile/stream.py");
-
-const NODES: [(&str, &str, &str, &str); 2] = [
-    // name, node IP, block, VXLAN tunnel address
-    ("k8s-node1", "192.168.33.55", "10.2.36.64/26", "10.2.36.65"),
-    (
-        "k8s-node2",
-        "192.168.33.57",
-        "10.2.169.128/26",
-        "10.2.169.129",
-    ),
-];
-
-const WORKLOADS: [(&str, &str, &str); 3] = [
-    // node, interface, address
-    ("k8s-node1", "cali1a", "10.2.36.68"),
-    ("k8s-node1", "cali1b", "10.2.36.69"),
-    ("k8s-node2", "cali2a", "10.2.169.138"),
-];
-
-/// The cluster: one pool in `mode` (`ipip` or `vxlan`), two nodes.
-fn cluster(mode: &str) -> String {
-    let (ipip, vxlan) = match mode {
-        "ipip" => ("Always", "Never"),
-        _ => ("Never", "Always"),
-    };
-    let mut y = format!(
-        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: pool}}\nspec: {{cidr: 10.2.0.0/16, ipipMode: {ipip}, vxlanMode: {vxlan}}}\n"
-    );
-    for (name, ip, block, tunnel) in &NODES {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{bgp: {{ipv4Address: {ip}/24}}, ipv4VXLANTunnelAddr: {tunnel}}}\n"
-        );
-        y += &format!(
-            "---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {{name: b-{name}}}\nspec: {{cidr: {block}, affinity: \"host:{name}\"}}\n"
-        );
-    }
-    for (node, iface, ip) in &WORKLOADS {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w-{iface}, namespace: default}}\nspec: {{node: {node}, interfaceName: {iface}, ipNetworks: [{ip}/32]}}\n"
-        );
-    }
-    y
-}
 
 /// Two nodes on one underlay bridge, three pods, and a stranger host.
 struct Cluster {
@@ -95,71 +52,16 @@ struct Cluster {
     stranger: String,
 }
 
-/// Like `Lab::pod`, but the pod's IPv6 is off before its `eth0` arrives:
-/// the kernel would otherwise send router solicitations and MLD reports,
-/// which podwire counts as `not-ipv4`, and every count here is exact.
-fn pod(lab: &mut Lab, short: &str, node_ns: &str, iface: &str, ip: &str) -> String {
-    let pod = lab.netns(short);
-    for key in ["all", "default"] {
-        lab.must_exec(
-            &pod,
-            &[
-                "sysctl",
-                "-q",
-                "-w",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ],
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !common::run("ip", &["-n", node_ns, "link", "show", iface])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "endpoint {iface} never appeared in {node_ns}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    lab.ip(node_ns, &["link", "set", iface, "netns", &pod]);
-    lab.ip(&pod, &["link", "set", iface, "name", "eth0"]);
-    lab.ip(&pod, &["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-    lab.ip(&pod, &["link", "set", "eth0", "up"]);
-    lab.ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ],
-    );
-    lab.ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ],
-    );
-    pod
-}
-
 fn two_nodes(mode: &str) -> Cluster {
-    let mut lab = Lab::new();
+    // One pool in `mode` (`ipip` or `vxlan`), two nodes, three pods.
+    let Testbed {
+        mut lab,
+        config,
+        sw,
+        nodes: ns,
+    } = testbed(mode, &["cali1a", "cali1b", "cali2a"], &["n1", "n2"]);
     let since = Instant::now();
     let threads = if mode == "vxlan" { "2" } else { "1" };
-    let config = lab.file("cluster.yaml", &cluster(mode));
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
     // If br_netfilter is loaded, a bridge in a new namespace hands IPv4 to
     // it, and it drops malformed headers itself (br_validate_ipv4) before
     // they reach k8s-node1: an underlay switch does no such thing.
@@ -169,21 +71,20 @@ fn two_nodes(mode: &str) -> Cluster {
             &["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0"],
         );
     }
-    let mut ns = Vec::new();
     let mut ctl = Vec::new();
-    for (i, (name, ip, _, _)) in NODES.iter().enumerate() {
-        let n = lab.netns(&format!("n{}", i + 1));
-        lab.attach(&sw, "br0", &n, "eth0", &format!("{ip}/24"));
-        lab.must_exec(&n, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        ctl.push(lab.podwire(&n, &config, name, &["--threads", threads]));
-        ns.push(n);
+    for (node, n) in NODES.iter().zip(&ns) {
+        lab.must_exec(n, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        ctl.push(lab.podwire(n, &config, node.name, &["--threads", threads]));
     }
     // An incomplete fragment train is given up after one second instead of
     // thirty, so that the test sees the kernel give up.
     lab.must_exec(&ns[0], &["sysctl", "-q", "-w", "net.ipv4.ipfrag_time=1"]);
-    let p1a = pod(&mut lab, "p1a", &ns[0], "cali1a", "10.2.36.68");
-    let p1b = pod(&mut lab, "p1b", &ns[0], "cali1b", "10.2.36.69");
-    let p2a = pod(&mut lab, "p2a", &ns[1], "cali2a", "10.2.169.138");
+    // The pods' IPv6 is off before their `eth0` arrives: the kernel would
+    // otherwise send router solicitations and MLD reports, which podwire
+    // counts as `not-ipv4`, and every count here is exact.
+    let p1a = lab.pod_without_ipv6("p1a", &ns[0], "cali1a", "10.2.36.68");
+    let p1b = lab.pod_without_ipv6("p1b", &ns[0], "cali1b", "10.2.36.69");
+    let p2a = lab.pod_without_ipv6("p2a", &ns[1], "cali2a", "10.2.169.138");
     let stranger = lab.netns("st");
     lab.attach(&sw, "br0", &stranger, "eth0", "192.168.33.99/24");
     Cluster {
