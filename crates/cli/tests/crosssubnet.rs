@@ -47,16 +47,16 @@ const PODS: [(usize, &str, &str); 6] = [
 
 fn cluster() -> String {
     let mut c = ClusterBuilder::new()
-        .pool(Pool::new("vx", "10.2.0.0/16").vxlan(EncapMode::CrossSubnet))
-        .pool(Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::CrossSubnet));
+        .with(Pool::new("vx", "10.2.0.0/16").vxlan(EncapMode::CrossSubnet))
+        .with(Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::CrossSubnet));
     for (name, ip, tunnel, b1, b2) in NODES {
-        c = c.node(Node::new(name, ip).vxlan_tunnel(tunnel));
+        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
         for b in [b1, b2] {
-            c = c.block(Block::new(b).host(name));
+            c = c.with(Block::new(b).host(name));
         }
     }
     for (node, iface, ip) in PODS {
-        c = c.endpoint(Endpoint::new(NODES[node].0, iface, ip));
+        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
     }
     c.yaml()
 }

@@ -396,7 +396,7 @@ fn reload_adds_a_node_during_a_transfer() {
     // Endpoints follow the configuration live: replace cali1b by cali1c.
     let swapped = cluster("vxlan", 3)
         .without_endpoint("cali1b")
-        .endpoint(Endpoint::new("k8s-node1", "cali1c", "10.2.36.70"));
+        .with(Endpoint::new("k8s-node1", "cali1c", "10.2.36.70"));
     std::fs::write(&c.config, swapped.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
@@ -415,7 +415,7 @@ fn reload_adds_a_node_during_a_transfer() {
     assert_eq!(c.lab.stats(&c.ctl[0])["reloads"], 2);
 
     // A bad configuration is rejected, and the running one kept.
-    let bad = ClusterBuilder::new().pool(Pool::new("x", "nonsense"));
+    let bad = ClusterBuilder::new().with(Pool::new("x", "nonsense"));
     std::fs::write(&c.config, bad.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

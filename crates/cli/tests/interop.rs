@@ -44,12 +44,7 @@ fn two_hosts(mode: &str) -> Hosts {
 /// Node B as Felix programs a kernel node in VXLAN mode, with a pod attached
 /// by a veth as Calico attaches pods.
 fn kernel_node(lab: &mut Lab, node: &str) -> String {
-    ok(kernel::vxlan_node(
-        lab,
-        node,
-        NODES[1].host(),
-        NODES[0].host(),
-    ));
+    ok(kernel::vxlan_node(lab, node, NODES[1], NODES[0]));
     let pod = kernel_pod(lab, node, "1450");
     // On one host, the pod's TCP checksums would stay CHECKSUM_PARTIAL all
     // the way through veth, the kernel's VXLAN and the bridge: no NIC ever
@@ -200,7 +195,7 @@ fn direct_with_a_kernel_node() {
     lab.must_exec(&a, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
     let ctl = lab.podwire(&a, &config, "k8s-node1", &[]);
     let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
-    ok(kernel::direct_node(&lab, &b, NODES[0].host()));
+    ok(kernel::direct_node(&lab, &b, NODES[0]));
     let pb = kernel_pod(&mut lab, &b, "1500");
 
     let pcap = lab.dir.join("direct.pcap");

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Lab, NODES, TestNode, Testbed, root_or_skip, testbed};
+use common::{Host, Lab, NODES, Testbed, root_or_skip, testbed};
 use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Pool};
 
 /// The streaming pods: node, interface, address.
-const POD1: (TestNode, &str, &str) = (NODES[0], "cali1a", "10.2.36.68");
-const POD2: (TestNode, &str, &str) = (NODES[1], "cali2a", "10.2.169.138");
+const POD1: (Host, &str, &str) = (NODES[0], "cali1a", "10.2.36.68");
+const POD2: (Host, &str, &str) = (NODES[1], "cali2a", "10.2.169.138");
 
 /// Reloads in all; every `CHECKPOINT`-th one (and the second, the
 /// baseline) goes back to the original configuration, where file
@@ -134,17 +134,17 @@ impl Variant {
 /// endpoints come first and their names sort before the streaming pods', so
 /// adding and removing them renumbers the streaming pods' endpoints.
 fn cluster(mode: &str, v: &Variant) -> String {
-    let mut c = ClusterBuilder::new().pool(Pool::new("pool", "10.2.0.0/16").overlay(mode));
+    let mut c = ClusterBuilder::new().with(Pool::new("pool", "10.2.0.0/16").overlay(mode));
     for (side, (n, ..)) in [POD1, POD2].iter().enumerate() {
         c = c.calico_node(n.name, &n.cidr(), n.block);
         let extra_net = ["10.2.37", "10.2.170"][side];
         for b in &v.blocks[side] {
-            c = c.block(Block::new(&format!("{extra_net}.{}/26", b * 64)).host(n.name));
+            c = c.with(Block::new(&format!("{extra_net}.{}/26", b * 64)).host(n.name));
         }
         let main_net = &n.block[..n.block.rfind('.').unwrap()];
         let first_free = [70, 140][side];
         for j in &v.endpoints[side] {
-            c = c.endpoint(Endpoint::new(
+            c = c.with(Endpoint::new(
                 n.name,
                 &format!("cal{}x{j}", side + 1),
                 &format!("{main_net}.{}", first_free + j),
@@ -152,10 +152,10 @@ fn cluster(mode: &str, v: &Variant) -> String {
         }
     }
     for (side, (n, iface, ip)) in [POD1, POD2].iter().enumerate() {
-        c = c.endpoint(Endpoint::new(n.name, iface, ip));
+        c = c.with(Endpoint::new(n.name, iface, ip));
         if v.block_endpoint[side] {
             let extra_net = ["10.2.37", "10.2.170"][side];
-            c = c.endpoint(Endpoint::new(
+            c = c.with(Endpoint::new(
                 n.name,
                 &format!("caly{}", side + 1),
                 &format!("{extra_net}.2"),
@@ -168,7 +168,7 @@ fn cluster(mode: &str, v: &Variant) -> String {
         let ip = format!("192.168.33.{}/24", 100 + k);
         c = c.calico_node(&name, &ip, &format!("{net}.0/26"));
         if second {
-            c = c.block(Block::new(&format!("{net}.64/26")).host(&name));
+            c = c.with(Block::new(&format!("{net}.64/26")).host(&name));
         }
     }
     c.yaml()

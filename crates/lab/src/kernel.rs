@@ -16,6 +16,13 @@ pub struct Host<'a> {
     pub tunnel: &'a str,
 }
 
+impl Host<'_> {
+    /// The node IP with the underlay's prefix length (/24).
+    pub fn cidr(&self) -> String {
+        format!("{}/24", self.ip)
+    }
+}
+
 /// The underlay's gateway, where the nodes' default routes point (proxy ARP
 /// answers for 169.254.1.1 only when it is routable).
 pub const GATEWAY: &str = "192.168.33.1";
@@ -111,9 +118,9 @@ pub(crate) fn pods(w: &mut Harness, vxlan: bool) -> Result<Vec<String>, Error> {
     let mut pods = Vec::new();
     for (me, peer, ns) in [(n1, n2, &nodes[1]), (n2, n1, &nodes[2])] {
         if vxlan {
-            vxlan_node(w, ns, me.host(), peer.host())?;
+            vxlan_node(w, ns, me.host, peer.host)?;
         } else {
-            direct_node(w, ns, peer.host())?;
+            direct_node(w, ns, peer.host)?;
         }
         let pod = VethPod {
             host: "cali0",

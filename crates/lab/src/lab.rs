@@ -133,7 +133,7 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
     for n in &NODES {
         say(format!(
             "  {:<10} {:<14} pods {} ({}), {} ({})",
-            n.name, n.ip, n.pods[0].1, n.pods[0].0, n.pods[1].1, n.pods[1].0
+            n.host.name, n.host.ip, n.pods[0].1, n.pods[0].0, n.pods[1].1, n.pods[1].0
         ));
     }
 

@@ -18,55 +18,49 @@ use crate::Mode;
 use crate::kernel::Host;
 use crate::netns::{Daemon, Error, Harness, err};
 
+/// A node of the lab: who it is, the suffix of its namespaces' names,
+/// and its two pods (interface, address).
 pub(crate) struct Node {
-    pub(crate) name: &'static str,
+    pub(crate) host: Host<'static>,
     pub(crate) short: &'static str,
-    pub(crate) ip: &'static str,
-    pub(crate) block: &'static str,
-    pub(crate) tunnel: &'static str,
     pub(crate) pods: [(&'static str, &'static str); 2],
-}
-
-impl Node {
-    pub(crate) fn host(&self) -> Host<'static> {
-        Host {
-            name: self.name,
-            ip: self.ip,
-            block: self.block,
-            tunnel: self.tunnel,
-        }
-    }
 }
 
 pub(crate) const NODES: [Node; 3] = [
     Node {
-        name: "k8s-master",
+        host: Host {
+            name: "k8s-master",
+            ip: "192.168.33.53",
+            block: "10.2.235.192/26",
+            tunnel: "10.2.235.193",
+        },
         short: "m",
-        ip: "192.168.33.53",
-        block: "10.2.235.192/26",
-        tunnel: "10.2.235.193",
         pods: [
             ("cali-master-a", "10.2.235.194"),
             ("cali-master-b", "10.2.235.195"),
         ],
     },
     Node {
-        name: "k8s-node1",
+        host: Host {
+            name: "k8s-node1",
+            ip: "192.168.33.55",
+            block: "10.2.36.64/26",
+            tunnel: "10.2.36.65",
+        },
         short: "1",
-        ip: "192.168.33.55",
-        block: "10.2.36.64/26",
-        tunnel: "10.2.36.65",
         pods: [
             ("cali-node1-a", "10.2.36.68"),
             ("cali-node1-b", "10.2.36.69"),
         ],
     },
     Node {
-        name: "k8s-node2",
+        host: Host {
+            name: "k8s-node2",
+            ip: "192.168.33.57",
+            block: "10.2.169.128/26",
+            tunnel: "10.2.169.129",
+        },
         short: "2",
-        ip: "192.168.33.57",
-        block: "10.2.169.128/26",
-        tunnel: "10.2.169.129",
         pods: [
             ("cali-node2-a", "10.2.169.138"),
             ("cali-node2-b", "10.2.169.139"),
@@ -81,16 +75,17 @@ pub(crate) const POD2: &str = NODES[2].pods[0].1;
 pub fn cluster_yaml(mode: Mode) -> String {
     let mut c = ClusterBuilder::new()
         .comment(&format!("podwire lab, {} mode", mode.name()))
-        .pool(
+        .with(
             Pool::new("default-ipv4-ippool", "10.2.0.0/16")
                 .block_size(26)
                 .overlay(mode.name())
                 .nat_outgoing(true),
         );
     for n in &NODES {
-        c = c.calico_node(n.name, &format!("{}/24", n.ip), n.block);
+        let h = n.host;
+        c = c.calico_node(h.name, &h.cidr(), h.block);
         for (iface, ip) in &n.pods {
-            c = c.endpoint(Endpoint::new(n.name, iface, ip));
+            c = c.with(Endpoint::new(h.name, iface, ip));
         }
     }
     c.yaml()
@@ -104,7 +99,7 @@ pub(crate) fn underlay(w: &mut Harness) -> Result<(String, Vec<String>), Error> 
     let mut nodes = Vec::new();
     for n in &NODES {
         let ns = w.netns(&format!("n{}", n.short))?;
-        w.attach(&sw, "br0", &ns, "eth0", &format!("{}/24", n.ip))?;
+        w.attach(&sw, "br0", &ns, "eth0", &n.host.cidr())?;
         nodes.push(ns);
     }
     Ok((sw, nodes))
@@ -128,23 +123,29 @@ pub(crate) fn podwire_cluster(
     let config = PathBuf::from(config);
     let mut controls = Vec::new();
     for (n, ns) in NODES.iter().zip(nodes) {
-        let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.name));
-        let log = w.dir.join(format!("lab-{}-{}.log", mode.name(), n.name));
+        let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.host.name));
+        let log = w
+            .dir
+            .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
         let daemon = Daemon {
             exe,
             config: &config,
-            node: n.name,
+            node: n.host.name,
             control: &control,
             log: &log,
             wrapper: &[],
             extra: &["--threads", &threads],
             env: &[],
         };
-        w.start_podwire(&format!("podwire-{}", n.name), ns, &daemon)?;
+        w.start_podwire(&format!("podwire-{}", n.host.name), ns, &daemon)?;
         controls.push(control);
     }
     for (n, c) in NODES.iter().zip(&controls) {
-        match w.wait_podwire(&format!("podwire-{}", n.name), c, Duration::from_secs(10)) {
+        match w.wait_podwire(
+            &format!("podwire-{}", n.host.name),
+            c,
+            Duration::from_secs(10),
+        ) {
             Err(Error::Failed(_)) => {
                 return Err(err(format!(
                     "a podwire daemon did not start; see the logs in {}",

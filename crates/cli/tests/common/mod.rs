@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
+pub use podwire_lab::kernel::Host;
 use podwire_lab::netns::{self, Daemon, Harness, Io};
 
 /// The podwire binary under test.
@@ -252,49 +253,21 @@ pub fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     ok(netns::tshark(file, filter, fields))
 }
 
-/// A node of the tests' cluster.
-#[derive(Debug, Clone, Copy)]
-pub struct TestNode {
-    pub name: &'static str,
-    /// The node IP (a /24 on the underlay).
-    pub ip: &'static str,
-    pub block: &'static str,
-    /// Its VXLAN tunnel address: the block's first address.
-    pub tunnel: &'static str,
-}
-
-impl TestNode {
-    /// `ip/24`.
-    pub fn cidr(&self) -> String {
-        format!("{}/24", self.ip)
-    }
-
-    /// The node as a kernel node's peer sees it.
-    pub fn host(&self) -> podwire_lab::kernel::Host<'static> {
-        podwire_lab::kernel::Host {
-            name: self.name,
-            ip: self.ip,
-            block: self.block,
-            tunnel: self.tunnel,
-        }
-    }
-}
-
 /// The tests' nodes, on 192.168.33.0/24.
-pub const NODES: [TestNode; 3] = [
-    TestNode {
+pub const NODES: [Host<'static>; 3] = [
+    Host {
         name: "k8s-node1",
         ip: "192.168.33.55",
         block: "10.2.36.64/26",
         tunnel: "10.2.36.65",
     },
-    TestNode {
+    Host {
         name: "k8s-node2",
         ip: "192.168.33.57",
         block: "10.2.169.128/26",
         tunnel: "10.2.169.129",
     },
-    TestNode {
+    Host {
         name: "k8s-node3",
         ip: "192.168.33.59",
         block: "10.2.235.192/26",
@@ -314,14 +287,14 @@ pub const WORKLOADS: [(&str, &str, &str); 4] = [
 /// `direct`), the first `nodes` of [`NODES`] with their blocks, then the
 /// workloads among `pods` (interfaces of [`WORKLOADS`]) on those nodes.
 pub fn cluster(mode: &str, nodes: usize, pods: &[&str]) -> ClusterBuilder {
-    let mut c = ClusterBuilder::new().pool(Pool::new("pool", "10.2.0.0/16").overlay(mode));
+    let mut c = ClusterBuilder::new().with(Pool::new("pool", "10.2.0.0/16").overlay(mode));
     for n in &NODES[..nodes] {
         c = c.calico_node(n.name, &n.cidr(), n.block);
     }
     let names: Vec<&str> = NODES[..nodes].iter().map(|n| n.name).collect();
     for (node, iface, ip) in WORKLOADS {
         if names.contains(&node) && pods.contains(&iface) {
-            c = c.endpoint(Endpoint::new(node, iface, ip));
+            c = c.with(Endpoint::new(node, iface, ip));
         }
     }
     c

@@ -11,10 +11,10 @@
 //! use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
 //!
 //! let yaml = ClusterBuilder::new()
-//!     .pool(Pool::new("pool", "10.2.0.0/16").vxlan(EncapMode::Always))
+//!     .with(Pool::new("pool", "10.2.0.0/16").vxlan(EncapMode::Always))
 //!     .calico_node("k8s-node1", "192.168.33.55/24", "10.2.36.64/26")
 //!     .calico_node("k8s-node2", "192.168.33.57/24", "10.2.169.128/26")
-//!     .endpoint(Endpoint::new("k8s-node1", "cali1a", "10.2.36.68"))
+//!     .with(Endpoint::new("k8s-node1", "cali1a", "10.2.36.68"))
 //!     .yaml();
 //! let r = podwire::config::parse(&yaml).unwrap();
 //! assert_eq!(r.nodes[1].vxlan_tunnel_addr, Some("10.2.169.129".parse().unwrap()));
@@ -29,6 +29,18 @@ use std::fmt::Write as _;
 use ipnetwork::Ipv4Network;
 
 use super::EncapMode;
+
+/// Builder methods that set an optional field of the same name:
+/// `/// doc`, then `name: Type;`, for each.
+macro_rules! set {
+    ($($(#[$doc:meta])* $name:ident: $t:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $t) -> Self {
+            self.$name = Some(value.into());
+            self
+        }
+    )*};
+}
 
 /// An `IPPool`; fields left unset are not written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,22 +66,15 @@ impl Pool {
         }
     }
 
-    /// `spec.blockSize`.
-    pub fn block_size(mut self, bits: u8) -> Pool {
-        self.block_size = Some(bits);
-        self
-    }
-
-    /// `spec.ipipMode`.
-    pub fn ipip(mut self, mode: EncapMode) -> Pool {
-        self.ipip = Some(mode);
-        self
-    }
-
-    /// `spec.vxlanMode`.
-    pub fn vxlan(mut self, mode: EncapMode) -> Pool {
-        self.vxlan = Some(mode);
-        self
+    set! {
+        /// `spec.blockSize`.
+        block_size: u8;
+        /// `spec.ipipMode`.
+        ipip: EncapMode;
+        /// `spec.vxlanMode`.
+        vxlan: EncapMode;
+        /// `spec.natOutgoing`.
+        nat_outgoing: bool;
     }
 
     /// Both modes for one of podwire's ways to reach another node: `ipip`
@@ -89,12 +94,6 @@ impl Pool {
         };
         self.ipip(ipip).vxlan(vxlan)
     }
-
-    /// `spec.natOutgoing`.
-    pub fn nat_outgoing(mut self, on: bool) -> Pool {
-        self.nat_outgoing = Some(on);
-        self
-    }
 }
 
 /// A `Node`.
@@ -102,8 +101,8 @@ impl Pool {
 pub struct Node {
     name: String,
     ipv4: Option<String>,
-    tunnel: Option<String>,
-    mac: Option<String>,
+    vxlan_tunnel: Option<String>,
+    vxlan_mac: Option<String>,
 }
 
 impl Node {
@@ -113,21 +112,16 @@ impl Node {
         Node {
             name: name.into(),
             ipv4: Some(ipv4.into()),
-            tunnel: None,
-            mac: None,
+            vxlan_tunnel: None,
+            vxlan_mac: None,
         }
     }
 
-    /// `spec.ipv4VXLANTunnelAddr`.
-    pub fn vxlan_tunnel(mut self, addr: &str) -> Node {
-        self.tunnel = Some(addr.into());
-        self
-    }
-
-    /// `spec.vxlanTunnelMACAddr`.
-    pub fn vxlan_mac(mut self, mac: &str) -> Node {
-        self.mac = Some(mac.into());
-        self
+    set! {
+        /// `spec.ipv4VXLANTunnelAddr`.
+        vxlan_tunnel: &str;
+        /// `spec.vxlanTunnelMACAddr`.
+        vxlan_mac: &str;
     }
 }
 
@@ -235,33 +229,21 @@ impl Felix {
         }
     }
 
-    /// `spec.vxlanVNI`.
-    pub fn vni(mut self, vni: u32) -> Felix {
-        self.vni = Some(vni);
-        self
-    }
-
-    /// `spec.vxlanPort`.
-    pub fn port(mut self, port: u16) -> Felix {
-        self.port = Some(port);
-        self
-    }
-
-    /// `spec.vxlanMTU`.
-    pub fn vxlan_mtu(mut self, mtu: u16) -> Felix {
-        self.vxlan_mtu = Some(mtu);
-        self
-    }
-
-    /// `spec.ipipMTU`.
-    pub fn ipip_mtu(mut self, mtu: u16) -> Felix {
-        self.ipip_mtu = Some(mtu);
-        self
+    set! {
+        /// `spec.vxlanVNI`.
+        vni: u32;
+        /// `spec.vxlanPort`.
+        port: u16;
+        /// `spec.vxlanMTU`.
+        vxlan_mtu: u16;
+        /// `spec.ipipMTU`.
+        ipip_mtu: u16;
     }
 }
 
+/// One resource of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Doc {
+pub enum Resource {
     Pool(Pool),
     Node(Node),
     Block(Block),
@@ -269,11 +251,23 @@ enum Doc {
     Felix(Felix),
 }
 
+macro_rules! resources {
+    ($($kind:ident),*) => {$(
+        impl From<$kind> for Resource {
+            fn from(r: $kind) -> Resource {
+                Resource::$kind(r)
+            }
+        }
+    )*};
+}
+
+resources!(Pool, Node, Block, Endpoint, Felix);
+
 /// A cluster's resources, in the order added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterBuilder {
     comment: Option<String>,
-    docs: Vec<Doc>,
+    docs: Vec<Resource>,
 }
 
 impl ClusterBuilder {
@@ -282,34 +276,15 @@ impl ClusterBuilder {
         ClusterBuilder::default()
     }
 
-    /// A comment line on top of the file.
-    pub fn comment(mut self, text: &str) -> ClusterBuilder {
-        self.comment = Some(text.into());
-        self
+    set! {
+        /// A comment line on top of the file.
+        comment: &str;
     }
 
-    pub fn pool(mut self, pool: Pool) -> ClusterBuilder {
-        self.docs.push(Doc::Pool(pool));
-        self
-    }
-
-    pub fn node(mut self, node: Node) -> ClusterBuilder {
-        self.docs.push(Doc::Node(node));
-        self
-    }
-
-    pub fn block(mut self, block: Block) -> ClusterBuilder {
-        self.docs.push(Doc::Block(block));
-        self
-    }
-
-    pub fn endpoint(mut self, endpoint: Endpoint) -> ClusterBuilder {
-        self.docs.push(Doc::Endpoint(endpoint));
-        self
-    }
-
-    pub fn felix(mut self, felix: Felix) -> ClusterBuilder {
-        self.docs.push(Doc::Felix(felix));
+    /// One more resource (a [`Pool`], [`Node`], [`Block`], [`Endpoint`]
+    /// or [`Felix`]), after the others.
+    pub fn with(mut self, resource: impl Into<Resource>) -> ClusterBuilder {
+        self.docs.push(resource.into());
         self
     }
 
@@ -325,21 +300,21 @@ impl ClusterBuilder {
             .parse()
             .unwrap_or_else(|e| panic!("block {block:?}: {e}"));
         let tunnel = std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string();
-        self.node(Node::new(name, ipv4).vxlan_tunnel(&tunnel))
-            .block(Block::new(block).host(name))
+        self.with(Node::new(name, ipv4).vxlan_tunnel(&tunnel))
+            .with(Block::new(block).host(name))
     }
 
     /// The same without the endpoint whose device is `interface`.
     pub fn without_endpoint(mut self, interface: &str) -> ClusterBuilder {
         self.docs
-            .retain(|d| !matches!(d, Doc::Endpoint(e) if e.interface == interface));
+            .retain(|d| !matches!(d, Resource::Endpoint(e) if e.interface == interface));
         self
     }
 
     /// The endpoints, in order.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.docs.iter().filter_map(|d| match d {
-            Doc::Endpoint(e) => Some(e),
+            Resource::Endpoint(e) => Some(e),
             _ => None,
         })
     }
@@ -396,9 +371,9 @@ fn fields(y: &mut String, fields: &[(&str, Option<String>)]) {
 
 const V3: &str = "projectcalico.org/v3";
 
-fn render(y: &mut String, d: &Doc) {
+fn render(y: &mut String, d: &Resource) {
     match d {
-        Doc::Pool(p) => {
+        Resource::Pool(p) => {
             head(y, V3, "IPPool", &p.name, None);
             fields(
                 y,
@@ -411,7 +386,7 @@ fn render(y: &mut String, d: &Doc) {
                 ],
             );
         }
-        Doc::Node(n) => {
+        Resource::Node(n) => {
             head(y, V3, "Node", &n.name, None);
             if let Some(ip) = &n.ipv4 {
                 let _ = writeln!(y, "  bgp:\n    ipv4Address: {ip}");
@@ -419,12 +394,12 @@ fn render(y: &mut String, d: &Doc) {
             fields(
                 y,
                 &[
-                    ("ipv4VXLANTunnelAddr", n.tunnel.clone()),
-                    ("vxlanTunnelMACAddr", n.mac.clone()),
+                    ("ipv4VXLANTunnelAddr", n.vxlan_tunnel.clone()),
+                    ("vxlanTunnelMACAddr", n.vxlan_mac.clone()),
                 ],
             );
         }
-        Doc::Block(b) => {
+        Resource::Block(b) => {
             head(y, "crd.projectcalico.org/v1", "IPAMBlock", &b.name, None);
             fields(
                 y,
@@ -434,7 +409,7 @@ fn render(y: &mut String, d: &Doc) {
                 ],
             );
         }
-        Doc::Endpoint(e) => {
+        Resource::Endpoint(e) => {
             head(y, V3, "WorkloadEndpoint", &e.name, e.namespace.as_deref());
             fields(
                 y,
@@ -448,7 +423,7 @@ fn render(y: &mut String, d: &Doc) {
                 let _ = writeln!(y, "  - {ip}");
             }
         }
-        Doc::Felix(f) => {
+        Resource::Felix(f) => {
             head(y, V3, "FelixConfiguration", &f.name, None);
             fields(
                 y,
@@ -495,52 +470,52 @@ mod tests {
                 .namespace(Some(ns))
         };
         let mut c = ClusterBuilder::new()
-            .pool(
+            .with(
                 Pool::new("default-ipv4-ippool", "10.2.0.0/16")
                     .block_size(26)
                     .overlay(mode)
                     .nat_outgoing(true),
             )
-            .node(tunnel(
+            .with(tunnel(
                 Node::new("k8s-master", "192.168.33.53/24"),
                 "10.2.235.192",
                 Some("66:d5:cf:d3:6b:7e"),
             ))
-            .node(tunnel(
+            .with(tunnel(
                 Node::new("k8s-node1", "192.168.33.55/24"),
                 "10.2.36.65",
                 None,
             ))
-            .node(tunnel(
+            .with(tunnel(
                 Node::new("k8s-node2", "192.168.33.57/24"),
                 "10.2.169.137",
                 Some("66:90:43:3d:b3:e7"),
             ))
-            .block(Block::new("10.2.235.192/26").host("k8s-master"))
-            .block(Block::new("10.2.36.64/26").host("k8s-node1"))
-            .block(Block::new("10.2.169.128/26").host("k8s-node2"))
-            .endpoint(ep(
+            .with(Block::new("10.2.235.192/26").host("k8s-master"))
+            .with(Block::new("10.2.36.64/26").host("k8s-node1"))
+            .with(Block::new("10.2.169.128/26").host("k8s-node2"))
+            .with(ep(
                 "k8s-master",
                 "calia1b2c3d4e5f",
                 "10.2.235.194",
                 "k8s--master-k8s-coredns--5d78c9869d--x2x4k-eth0",
                 "kube-system",
             ))
-            .endpoint(ep(
+            .with(ep(
                 "k8s-node1",
                 "calif5eaaa317d1",
                 "10.2.36.68",
                 "k8s--node1-k8s-web--7c5b4d6f8--abcde-eth0",
                 "default",
             ))
-            .endpoint(ep(
+            .with(ep(
                 "k8s-node1",
                 "cali2b6e4f8a3c0",
                 "10.2.36.69",
                 "k8s--node1-k8s-db--6f9c8d7b5--fghij-eth0",
                 "default",
             ))
-            .endpoint(ep(
+            .with(ep(
                 "k8s-node2",
                 "cali7c1d2e3f4a5",
                 "10.2.169.138",
@@ -548,7 +523,7 @@ mod tests {
                 "default",
             ));
         if vxlan {
-            c = c.felix(Felix::new("default").port(4789).vni(4096));
+            c = c.with(Felix::new("default").port(4789).vni(4096));
         }
         c
     }
@@ -569,10 +544,10 @@ mod tests {
     fn documents_in_block_style_in_the_order_added() {
         let c = ClusterBuilder::new()
             .comment("two nodes")
-            .pool(Pool::new("pool", "10.2.0.0/16").overlay("ipip"))
+            .with(Pool::new("pool", "10.2.0.0/16").overlay("ipip"))
             .calico_node("k8s-node1", "192.168.33.55/24", "10.2.36.64/26")
-            .endpoint(Endpoint::new("k8s-node1", "cali1a", "10.2.36.68").ip("10.2.36.70"))
-            .felix(Felix::new("default").vxlan_mtu(1400).ipip_mtu(1440));
+            .with(Endpoint::new("k8s-node1", "cali1a", "10.2.36.68").ip("10.2.36.70"))
+            .with(Felix::new("default").vxlan_mtu(1400).ipip_mtu(1440));
         assert_eq!(
             c.yaml(),
             "# two nodes\n\
@@ -593,7 +568,7 @@ mod tests {
     #[test]
     fn values_are_written_as_given() {
         let bad = ClusterBuilder::new()
-            .pool(Pool::new("x", "nonsense"))
+            .with(Pool::new("x", "nonsense"))
             .yaml();
         let e = parse(&bad).unwrap_err().to_string();
         assert!(
