@@ -188,92 +188,13 @@ fn write_atomically(path: &Path, text: &str) {
 /// `stop` exists; then prints `{"sent": n, "errors": e}`. A send the local
 /// kernel refuses (never expected) is retried with the same number and
 /// counted, so that the stream stays contiguous.
-const SENDER: &str = r#"
-import json, os, socket, struct, sys, time
-ip, port, rate, burst, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-pad = bytes(56)
-seq = errors = 0
-# A first burst, faster than a worker drains it: the batches grow to their
-# largest and touch every receive buffer they can (RSS is measured after).
-while seq < burst:
-    s.sendto(struct.pack('!Q', seq) + pad, (ip, port))
-    seq += 1
-start = check = time.monotonic() - seq / rate
-while True:
-    due = int((time.monotonic() - start) * rate)
-    if due - seq > 100:
-        # Descheduled for a while: catch up by 100 at most, not in one
-        # burst that could fill the pod's TUN queue by itself.
-        start += (due - seq - 100) / rate
-        due = seq + 100
-    while seq < due:
-        try:
-            s.sendto(struct.pack('!Q', seq) + pad, (ip, port))
-            seq += 1
-        except OSError:
-            errors += 1
-            time.sleep(0.001)
-    if time.monotonic() >= check:
-        if os.path.exists(stop):
-            break
-        check += 0.1
-    time.sleep(0.001)
-print(json.dumps({"sent": seq, "errors": errors}))
-"#;
+const SENDER: &str = include_str!("live_updates/sender.py");
 
 /// Receives the stream on PORT with an 8 MiB socket buffer (SO_RCVBUFFORCE,
 /// 16 MiB as the kernel counts it: seconds of the stream), touches `ready`
 /// once bound, and records every sequence number; when `stop` exists and
 /// nothing has come for a second, prints what it saw as JSON.
-const RECEIVER: &str = r#"
-import json, os, socket, struct, sys, time
-port, ready, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-SO_RCVBUFFORCE = 33
-s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-s.bind(('0.0.0.0', port))
-s.settimeout(0.2)
-open(ready, 'w').close()
-seen = bytearray(1 << 22)
-received = dups = ooo = 0
-high = -1
-last = first = None
-max_gap = 0.0
-jumps = []
-while True:
-    try:
-        data = s.recv(2048)
-    except socket.timeout:
-        if os.path.exists(stop) and last is not None and time.monotonic() - last > 1.0:
-            break
-        continue
-    now = time.monotonic()
-    if last is not None:
-        max_gap = max(max_gap, now - last)
-    else:
-        first = now
-    last = now
-    (seq,) = struct.unpack('!Q', data[:8])
-    received += 1
-    if seen[seq]:
-        dups += 1
-        continue
-    seen[seq] = 1
-    if seq < high:
-        ooo += 1
-    elif seq > high + 1 and len(jumps) < 20:
-        jumps.append([high + 1, seq - high - 1, round(now, 4)])
-    high = max(high, seq)
-missing = [i for i in range(high + 1) if not seen[i]]
-print(json.dumps({
-    "received": received, "highest": high, "missing": len(missing),
-    "first_missing": missing[:20], "jumps": jumps, "duplicates": dups, "out_of_order": ooo,
-    "max_gap_ms": round(max_gap * 1000, 1),
-    "seconds": round((last or 0) - (first or 0), 1),
-    "rcvbuf": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-}))
-"#;
+const RECEIVER: &str = include_str!("live_updates/receiver.py");
 
 /// When a reload ran (CLOCK_MONOTONIC), and how many endpoints it removed.
 struct Reload {
