@@ -8,9 +8,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::{
     Lab, NODES, capture, ok, ping, root_or_skip, stop_capture, testbed, transfer, tshark,
