@@ -7,6 +7,8 @@
 mod common;
 
 use common::{Lab, capture, ping, root_or_skip, stop_capture, tshark};
+use podwire::config::EncapMode;
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
 
 const NODES: [(&str, &str, &str, &str, &str); 3] = [
     // name, node IP/prefix, VXLAN tunnel, VXLAN-pool block, IPIP-pool block
@@ -44,28 +46,19 @@ const PODS: [(usize, &str, &str); 6] = [
 ];
 
 fn cluster() -> String {
-    let mut y = String::from(
-        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: vx}\nspec: {cidr: 10.2.0.0/16, vxlanMode: CrossSubnet}\n\
-         ---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: ip}\nspec: {cidr: 10.3.0.0/16, ipipMode: CrossSubnet}\n",
-    );
+    let mut c = ClusterBuilder::new()
+        .with(Pool::new("vx", "10.2.0.0/16").vxlan(EncapMode::CrossSubnet))
+        .with(Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::CrossSubnet));
     for (name, ip, tunnel, b1, b2) in NODES {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{bgp: {{ipv4Address: {ip}}}, ipv4VXLANTunnelAddr: {tunnel}}}\n"
-        );
+        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
         for b in [b1, b2] {
-            y += &format!(
-                "---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {{name: b-{}}}\nspec: {{cidr: {b}, affinity: \"host:{name}\"}}\n",
-                b.replace(['.', '/'], "-")
-            );
+            c = c.with(Block::new(b).host(name));
         }
     }
     for (node, iface, ip) in PODS {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w-{iface}}}\nspec: {{node: {}, interfaceName: {iface}, ipNetworks: [{ip}/32]}}\n",
-            NODES[node].0
-        );
+        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
     }
-    y
+    c.yaml()
 }
 
 #[test]

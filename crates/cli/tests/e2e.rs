@@ -8,58 +8,15 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Lab, PODWIRE, must, ping, root_or_skip, transfer};
+use common::{Lab, NODES, PODWIRE, Testbed, must, ping, root_or_skip, testbed, transfer};
+use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
 
-const NODES: [(&str, &str, &str, &str); 3] = [
-    // name, node IP, block, VXLAN tunnel address
-    ("k8s-node1", "192.168.33.55", "10.2.36.64/26", "10.2.36.65"),
-    (
-        "k8s-node2",
-        "192.168.33.57",
-        "10.2.169.128/26",
-        "10.2.169.129",
-    ),
-    (
-        "k8s-node3",
-        "192.168.33.59",
-        "10.2.235.192/26",
-        "10.2.235.193",
-    ),
-];
+/// The pods' interfaces: p1a, p1b on k8s-node1, p2a on k8s-node2, p3a on k8s-node3.
+const PODS: [&str; 4] = ["cali1a", "cali1b", "cali2a", "cali3a"];
 
-const WORKLOADS: [(&str, &str, &str); 4] = [
-    // node, interface, address
-    ("k8s-node1", "cali1a", "10.2.36.68"),
-    ("k8s-node1", "cali1b", "10.2.36.69"),
-    ("k8s-node2", "cali2a", "10.2.169.138"),
-    ("k8s-node3", "cali3a", "10.2.235.194"),
-];
-
-/// A cluster of the first `nodes` nodes, one pool in `mode` (`ipip` or `vxlan`).
-fn cluster(mode: &str, nodes: usize) -> String {
-    let (ipip, vxlan) = match mode {
-        "ipip" => ("Always", "Never"),
-        "vxlan" => ("Never", "Always"),
-        _ => ("Never", "Never"),
-    };
-    let mut y = format!(
-        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: pool}}\nspec: {{cidr: 10.2.0.0/16, ipipMode: {ipip}, vxlanMode: {vxlan}}}\n"
-    );
-    for (name, ip, block, tunnel) in &NODES[..nodes] {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{bgp: {{ipv4Address: {ip}/24}}, ipv4VXLANTunnelAddr: {tunnel}}}\n"
-        );
-        y += &format!(
-            "---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {{name: b-{name}}}\nspec: {{cidr: {block}, affinity: \"host:{name}\"}}\n"
-        );
-    }
-    let names: Vec<&str> = NODES[..nodes].iter().map(|n| n.0).collect();
-    for (node, iface, ip) in WORKLOADS.iter().filter(|w| names.contains(&w.0)) {
-        y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w-{iface}, namespace: default}}\nspec: {{node: {node}, interfaceName: {iface}, ipNetworks: [{ip}/32]}}\n"
-        );
-    }
-    y
+/// The cluster of the first `nodes` nodes and their pods, one pool in `mode`.
+fn cluster(mode: &str, nodes: usize) -> ClusterBuilder {
+    common::cluster(mode, nodes, &PODS)
 }
 
 /// Two nodes and three pods: p1a and p1b on k8s-node1, p2a on k8s-node2.
@@ -83,26 +40,24 @@ fn two_nodes(mode: &str) -> Cluster {
 
 /// As [`two_nodes`], with k8s-node1's daemon started through `wrapper`.
 fn two_nodes_via(mode: &str, wrapper: &[&str]) -> Cluster {
-    let mut lab = Lab::new();
+    let Testbed {
+        mut lab,
+        config,
+        sw,
+        nodes: n,
+    } = testbed(mode, &PODS, &["n1", "n2"]);
     let threads = if mode == "vxlan" { "2" } else { "1" };
-    let config = lab.file("cluster.yaml", &cluster(mode, 2));
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
-    let mut n = Vec::new();
     let mut ctl = Vec::new();
-    for (i, (name, ip, _, _)) in NODES[..2].iter().enumerate() {
-        let ns = lab.netns(&format!("n{}", i + 1));
-        lab.attach(&sw, "br0", &ns, "eth0", &format!("{ip}/24"));
+    for (i, (node, ns)) in NODES.iter().zip(&n).enumerate() {
         // Like a real node, forwarding on: podwire must keep the kernel
         // from forwarding the direct-mode pod traffic as well.
-        lab.must_exec(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        lab.must_exec(ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         let mut extra = vec!["--threads", threads];
         if i == 0 {
             extra.extend(["--metrics", "127.0.0.1:9091"]);
         }
         let via = if i == 0 { wrapper } else { &[] };
-        ctl.push(lab.podwire_via(&ns, via, &config, name, &extra));
-        n.push(ns);
+        ctl.push(lab.podwire_via(ns, via, &config, node.name, &extra));
     }
     let p1a = lab.pod("p1a", &n[0], "cali1a", "10.2.36.68");
     let p1b = lab.pod("p1b", &n[0], "cali1b", "10.2.36.69");
@@ -386,11 +341,11 @@ fn reload_adds_a_node_during_a_transfer() {
     std::thread::sleep(Duration::from_millis(1000));
 
     // Add k8s-node3 mid-transfer.
-    std::fs::write(&c.config, cluster("vxlan", 3)).unwrap();
+    std::fs::write(&c.config, cluster("vxlan", 3).yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
     let n3 = c.lab.netns("n3");
-    c.lab.attach(&c.sw, "br0", &n3, "eth0", "192.168.33.59/24");
+    c.lab.attach(&c.sw, "br0", &n3, "eth0", &NODES[2].cidr());
     let config = c.config.clone();
     let ctl3 = c.lab.podwire(&n3, &config, "k8s-node3", &[]);
     let p3a = c.lab.pod("p3a", &n3, "cali3a", "10.2.235.194");
@@ -439,11 +394,10 @@ fn reload_adds_a_node_during_a_transfer() {
     );
 
     // Endpoints follow the configuration live: replace cali1b by cali1c.
-    let swapped = cluster("vxlan", 3).replace(
-        "interfaceName: cali1b, ipNetworks: [10.2.36.69/32]",
-        "interfaceName: cali1c, ipNetworks: [10.2.36.70/32]",
-    );
-    std::fs::write(&c.config, swapped).unwrap();
+    let swapped = cluster("vxlan", 3)
+        .without_endpoint("cali1b")
+        .with(Endpoint::new("k8s-node1", "cali1c", "10.2.36.70"));
+    std::fs::write(&c.config, swapped.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
     let n1 = c.n[0].clone();
@@ -461,7 +415,8 @@ fn reload_adds_a_node_during_a_transfer() {
     assert_eq!(c.lab.stats(&c.ctl[0])["reloads"], 2);
 
     // A bad configuration is rejected, and the running one kept.
-    std::fs::write(&c.config, "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: x}\nspec: {cidr: nonsense}\n").unwrap();
+    let bad = ClusterBuilder::new().with(Pool::new("x", "nonsense"));
+    std::fs::write(&c.config, bad.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while c.lab.stats(&c.ctl[0])["reloads_rejected"] != 1 {
@@ -577,6 +532,15 @@ fn stop_removes_the_endpoints() {
     let _ = &c.n;
 }
 
+/// Traffic across the nodes: `count` pings from p1a to p2a, pings from p2a
+/// back to `back` (an address on k8s-node1, and how many), then 10 MB from
+/// p2a to p1a on `port`.
+fn traffic(c: &mut Cluster, count: usize, back: (&str, usize), port: u16) {
+    ping(&c.lab, &c.p1a, "10.2.169.138", count);
+    ping(&c.lab, &c.p2a, back.0, back.1);
+    transfer(&mut c.lab, &c.p2a, &c.p1a, "10.2.36.68", 10, port);
+}
+
 /// SIGKILL leaves the endpoint devices, persistent, in the pods' namespaces
 /// with their addresses and routes; a new daemon re-attaches to them (found
 /// through the state file next to the control socket), deletes the device
@@ -595,8 +559,9 @@ fn kill_and_restart(mode: &str) {
             format!("{} {}", w.next().unwrap_or(""), w.nth(2).unwrap_or(""))
         })
     };
+    let n1 = c.n[0].clone();
     let forwarding =
-        |lab: &Lab| lab.must_exec(&c.n[0], &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
+        |lab: &Lab| lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
     ping(&c.lab, &c.p1a, "10.2.169.138", 2);
     let before = eth0(&c.lab, &c.p1a).expect("pod eth0");
     assert!(before.ends_with(" 10.2.36.68/32"), "{before}");
@@ -636,12 +601,8 @@ fn kill_and_restart(mode: &str) {
     assert!(!out.status.success(), "ping without a daemon");
 
     // Meanwhile, cali1b's workload is deleted.
-    let text: Vec<String> = cluster(mode, 2)
-        .split("---\n")
-        .filter(|d| !d.contains("interfaceName: cali1b"))
-        .map(str::to_string)
-        .collect();
-    std::fs::write(&c.config, text.join("---\n")).unwrap();
+    let text = cluster(mode, 2).without_endpoint("cali1b").yaml();
+    std::fs::write(&c.config, text).unwrap();
     let threads = if mode == "vxlan" { "2" } else { "1" };
     c.ctl[0] = c
         .lab
@@ -656,9 +617,7 @@ fn kill_and_restart(mode: &str) {
         log.contains("deleted the device of an endpoint that is no longer configured"),
         "{log}"
     );
-    ping(&c.lab, &c.p1a, "10.2.169.138", 3);
-    ping(&c.lab, &c.p2a, "10.2.36.68", 2);
-    transfer(&mut c.lab, &c.p2a, &c.p1a, "10.2.36.68", 10, 5301);
+    traffic(&mut c, 3, ("10.2.36.68", 2), 5301);
     assert_eq!(
         eth0(&c.lab, &c.p1a).as_deref(),
         Some(before.as_str()),
@@ -731,9 +690,7 @@ fn runs_with_only_net_admin_and_net_raw() {
                 "{mode}: {status}"
             );
         }
-        ping(&c.lab, &c.p1a, "10.2.169.138", 2);
-        ping(&c.lab, &c.p2a, "10.2.36.69", 2);
-        transfer(&mut c.lab, &c.p2a, &c.p1a, "10.2.36.68", 10, 5302);
+        traffic(&mut c, 2, ("10.2.36.69", 2), 5302);
         let status = c.lab.stop("k8s-node1");
         assert!(status.success(), "{mode}: {status}");
         let log = c.lab.log("k8s-node1");

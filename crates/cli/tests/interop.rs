@@ -8,125 +8,42 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Lab, capture, must, ping, root_or_skip, stop_capture, transfer, tshark};
+use common::{
+    Lab, NODES, capture, ok, ping, root_or_skip, stop_capture, testbed, transfer, tshark,
+};
 use podwire::table::vtep_mac_for;
+use podwire_lab::kernel;
+use podwire_lab::netns::VethPod;
 
-const CLUSTER: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: pool}
-spec: {cidr: 10.2.0.0/16, MODE}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: k8s-node1}
-spec: {bgp: {ipv4Address: 192.168.33.55/24}, ipv4VXLANTunnelAddr: 10.2.36.65}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: k8s-node2}
-spec: {bgp: {ipv4Address: 192.168.33.57/24}, ipv4VXLANTunnelAddr: 10.2.169.129}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b1}
-spec: {cidr: 10.2.36.64/26, affinity: "host:k8s-node1"}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b2}
-spec: {cidr: 10.2.169.128/26, affinity: "host:k8s-node2"}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: w1}
-spec: {node: k8s-node1, interfaceName: cali1a, ipNetworks: [10.2.36.68/32]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: w2}
-spec: {node: k8s-node2, interfaceName: cali2a, ipNetworks: [10.2.169.138/32]}
-"#;
+/// Two hosts on one underlay bridge: `a` is k8s-node1, `b` k8s-node2, in a
+/// cluster of one pool in `mode` and a workload on each (cali1a, cali2a).
+struct Hosts {
+    lab: Lab,
+    config: PathBuf,
+    sw: String,
+    a: String,
+    b: String,
+}
+
+fn two_hosts(mode: &str) -> Hosts {
+    let t = testbed(mode, &["cali1a", "cali2a"], &["na", "nb"]);
+    let [a, b] = [t.nodes[0].clone(), t.nodes[1].clone()];
+    Hosts {
+        lab: t.lab,
+        config: t.config,
+        sw: t.sw,
+        a,
+        b,
+    }
+}
 
 /// Node B as Felix programs a kernel node in VXLAN mode, with a pod attached
 /// by a veth as Calico attaches pods.
 fn kernel_node(lab: &mut Lab, node: &str) -> String {
-    let mac1 = vtep_mac_for("k8s-node1").to_string();
-    let mac2 = vtep_mac_for("k8s-node2").to_string();
-    for args in [
-        vec![
-            "link",
-            "add",
-            "vxlan.calico",
-            "type",
-            "vxlan",
-            "id",
-            "4096",
-            "dstport",
-            "4789",
-            "local",
-            "192.168.33.57",
-            "dev",
-            "eth0",
-            "nolearning",
-        ],
-        vec!["link", "set", "vxlan.calico", "address", &mac2],
-        vec!["link", "set", "vxlan.calico", "mtu", "1450"],
-        vec!["addr", "add", "10.2.169.129/32", "dev", "vxlan.calico"],
-        vec!["link", "set", "vxlan.calico", "up"],
-        vec![
-            "route",
-            "add",
-            "10.2.36.64/26",
-            "via",
-            "10.2.36.65",
-            "dev",
-            "vxlan.calico",
-            "onlink",
-        ],
-        vec![
-            "neigh",
-            "add",
-            "10.2.36.65",
-            "lladdr",
-            &mac1,
-            "dev",
-            "vxlan.calico",
-            "nud",
-            "permanent",
-        ],
-        // Like a real node, a default route (proxy ARP answers for
-        // 169.254.1.1 only when it is routable).
-        vec![
-            "route",
-            "add",
-            "default",
-            "via",
-            "192.168.33.1",
-            "dev",
-            "eth0",
-            "onlink",
-        ],
-    ] {
-        lab.ip(node, &args);
-    }
-    must(
-        "bridge",
-        &[
-            "-n",
-            node,
-            "fdb",
-            "add",
-            &mac1,
-            "dev",
-            "vxlan.calico",
-            "dst",
-            "192.168.33.55",
-        ],
-    );
-    lab.must_exec(node, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    ok(kernel::vxlan_node(lab, node, NODES[1], NODES[0]));
     let pod = kernel_pod(lab, node, "1450");
     // On one host, the pod's TCP checksums would stay CHECKSUM_PARTIAL all
     // the way through veth, the kernel's VXLAN and the bridge: no NIC ever
@@ -141,73 +58,13 @@ fn kernel_node(lab: &mut Lab, node: &str) -> String {
 /// whose host side is cali2a with MAC ee:ee:ee:ee:ee:ee, proxy ARP, a /32
 /// route; in the pod, 10.2.169.138/32 and a default route via 169.254.1.1.
 fn kernel_pod(lab: &mut Lab, node: &str, mtu: &str) -> String {
-    let pod = lab.netns("pb");
-    lab.ip(
-        node,
-        &[
-            "link", "add", "cali2a", "type", "veth", "peer", "name", "eth0", "netns", &pod,
-        ],
-    );
-    lab.ip(
-        node,
-        &[
-            "link",
-            "set",
-            "cali2a",
-            "address",
-            "ee:ee:ee:ee:ee:ee",
-            "mtu",
-            mtu,
-            "up",
-        ],
-    );
-    lab.must_exec(
-        node,
-        &["sysctl", "-q", "-w", "net.ipv4.conf.cali2a.proxy_arp=1"],
-    );
-    lab.must_exec(
-        node,
-        &["sysctl", "-q", "-w", "net.ipv4.neigh.cali2a.proxy_delay=0"],
-    );
-    lab.ip(
-        node,
-        &[
-            "route",
-            "add",
-            "10.2.169.138",
-            "dev",
-            "cali2a",
-            "scope",
-            "link",
-        ],
-    );
-    lab.ip(&pod, &["addr", "add", "10.2.169.138/32", "dev", "eth0"]);
-    lab.ip(&pod, &["link", "set", "eth0", "mtu", mtu, "up"]);
-    lab.ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ],
-    );
-    lab.ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ],
-    );
-    pod
+    let pod = VethPod {
+        host: "cali2a",
+        ip: "10.2.169.138",
+        mtu: Some(mtu),
+        prompt_arp: true,
+    };
+    ok(lab.veth_pod(node, "pb", pod))
 }
 
 #[test]
@@ -227,17 +84,13 @@ fn vxlan_with_a_kernel_node_without_offloads() {
 }
 
 fn kernel_interop(podwire_flags: &[&str]) {
-    let mut lab = Lab::new();
-    let config = lab.file(
-        "cluster.yaml",
-        &CLUSTER.replace("MODE", "vxlanMode: Always"),
-    );
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
-    let a = lab.netns("na");
-    let b = lab.netns("nb");
-    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
-    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    let Hosts {
+        mut lab,
+        config,
+        a,
+        b,
+        ..
+    } = two_hosts("vxlan");
     // By default podwire leaves the outer UDP checksum to the kernel and
     // the NIC (UDP_SEGMENT with checksum offload); a veth never completes
     // it, so on this underlay the kernel computes it in software, as it
@@ -331,47 +184,17 @@ fn direct_with_a_kernel_node() {
     if !root_or_skip("direct_with_a_kernel_node") {
         return;
     }
-    let mut lab = Lab::new();
-    let config = lab.file(
-        "cluster.yaml",
-        &CLUSTER.replace("MODE", "ipipMode: Never, vxlanMode: Never"),
-    );
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
-    let a = lab.netns("na");
-    let b = lab.netns("nb");
-    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
-    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    let Hosts {
+        mut lab,
+        config,
+        a,
+        b,
+        ..
+    } = two_hosts("direct");
     lab.must_exec(&a, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
     let ctl = lab.podwire(&a, &config, "k8s-node1", &[]);
     let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
-    lab.must_exec(&b, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    lab.ip(
-        &b,
-        &[
-            "route",
-            "add",
-            "10.2.36.64/26",
-            "via",
-            "192.168.33.55",
-            "dev",
-            "eth0",
-            "onlink",
-        ],
-    );
-    lab.ip(
-        &b,
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            "192.168.33.1",
-            "dev",
-            "eth0",
-            "onlink",
-        ],
-    );
+    ok(kernel::direct_node(&lab, &b, NODES[0]));
     let pb = kernel_pod(&mut lab, &b, "1500");
 
     let pcap = lab.dir.join("direct.pcap");
@@ -434,14 +257,13 @@ fn ipip_checked_by_tshark_and_scapy() {
     if !root_or_skip("ipip_checked_by_tshark_and_scapy") {
         return;
     }
-    let mut lab = Lab::new();
-    let config = lab.file("cluster.yaml", &CLUSTER.replace("MODE", "ipipMode: Always"));
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
-    let a = lab.netns("na");
-    let b = lab.netns("nb");
-    lab.attach(&sw, "br0", &a, "eth0", "192.168.33.55/24");
-    lab.attach(&sw, "br0", &b, "eth0", "192.168.33.57/24");
+    let Hosts {
+        mut lab,
+        config,
+        sw,
+        a,
+        b,
+    } = two_hosts("ipip");
     let ctl_a = lab.podwire(&a, &config, "k8s-node1", &[]);
     let _ctl_b = lab.podwire(&b, &config, "k8s-node2", &[]);
     let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");

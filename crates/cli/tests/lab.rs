@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,23 +19,38 @@ fn lab_namespaces() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn lab_runs_all_modes_and_cleans_up() {
-    if !root_or_skip("lab_runs_all_modes_and_cleans_up") {
-        return;
-    }
-    let _serial = common::Lab::new();
-    let out_dir = std::env::temp_dir().join(format!("podwire-lab-test-{}", std::process::id()));
+/// Where test `tag`'s lab writes.
+fn out_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("podwire-lab-{tag}-{}", std::process::id()))
+}
+
+/// Runs `podwire lab` with `args`, one-second transfers and output in
+/// `out_dir(tag)`, which must succeed; returns the lab that holds the
+/// test lock, the output directory and what it printed.
+fn lab_succeeds(tag: &str, args: &[&str]) -> (common::Lab, PathBuf, String) {
+    let serial = common::Lab::new();
+    let out_dir = out_dir(tag);
     let out = Command::new(PODWIRE)
-        .args(["lab", "--seconds", "1", "--out", out_dir.to_str().unwrap()])
+        .arg("lab")
+        .args(args)
+        .args(["--seconds", "1", "--out", out_dir.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (serial, out_dir, text)
+}
+
+#[test]
+fn lab_runs_all_modes_and_cleans_up() {
+    if !root_or_skip("lab_runs_all_modes_and_cleans_up") {
+        return;
+    }
+    let (_serial, out_dir, text) = lab_succeeds("test", &[]);
     for mode in ["ipip", "vxlan", "direct"] {
         let line = text
             .lines()
@@ -98,27 +114,7 @@ fn lab_keep_then_down() {
     if !root_or_skip("lab_keep_then_down") {
         return;
     }
-    let _serial = common::Lab::new();
-    let out_dir = std::env::temp_dir().join(format!("podwire-lab-keep-{}", std::process::id()));
-    let out = Command::new(PODWIRE)
-        .args([
-            "lab",
-            "--mode",
-            "vxlan",
-            "--keep",
-            "--seconds",
-            "1",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_serial, out_dir, text) = lab_succeeds("keep", &["--mode", "vxlan", "--keep"]);
     assert!(text.contains("lab --down"), "{text}");
     // The cluster is still up: the printed command works.
     let cmd = text
@@ -158,7 +154,7 @@ fn lab_cleans_up_after_ctrl_c() {
         return;
     }
     let _serial = common::Lab::new();
-    let out_dir = std::env::temp_dir().join(format!("podwire-lab-int-{}", std::process::id()));
+    let out_dir = out_dir("int");
     let mut child = Command::new(PODWIRE)
         .args(["lab", "--seconds", "5", "--out", out_dir.to_str().unwrap()])
         .stdout(Stdio::null())

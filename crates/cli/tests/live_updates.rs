@@ -13,25 +13,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Lab, PODWIRE, root_or_skip, run};
+use common::{Host, Lab, NODES, Testbed, root_or_skip, testbed};
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Pool};
 
-/// name, node IP, block, VXLAN tunnel address, streaming pod's interface and address
-const NODE1: (&str, &str, &str, &str, &str, &str) = (
-    "k8s-node1",
-    "192.168.33.55",
-    "10.2.36.64/26",
-    "10.2.36.65",
-    "cali1a",
-    "10.2.36.68",
-);
-const NODE2: (&str, &str, &str, &str, &str, &str) = (
-    "k8s-node2",
-    "192.168.33.57",
-    "10.2.169.128/26",
-    "10.2.169.129",
-    "cali2a",
-    "10.2.169.138",
-);
+/// The streaming pods: node, interface, address.
+const POD1: (Host, &str, &str) = (NODES[0], "cali1a", "10.2.36.68");
+const POD2: (Host, &str, &str) = (NODES[1], "cali2a", "10.2.169.138");
 
 /// Reloads in all; every `CHECKPOINT`-th one (and the second, the
 /// baseline) goes back to the original configuration, where file
@@ -147,76 +134,44 @@ impl Variant {
 /// endpoints come first and their names sort before the streaming pods', so
 /// adding and removing them renumbers the streaming pods' endpoints.
 fn cluster(mode: &str, v: &Variant) -> String {
-    let (ipip, vxlan) = match mode {
-        "ipip" => ("Always", "Never"),
-        _ => ("Never", "Always"),
-    };
-    let mut y = format!(
-        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: pool}}\nspec: {{cidr: 10.2.0.0/16, ipipMode: {ipip}, vxlanMode: {vxlan}}}\n"
-    );
-    let node = |y: &mut String, name: &str, ip: &str, tunnel: &str| {
-        *y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{bgp: {{ipv4Address: {ip}/24}}, ipv4VXLANTunnelAddr: {tunnel}}}\n"
-        );
-    };
-    let block = |y: &mut String, cidr: &str, name: &str| {
-        *y += &format!(
-            "---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {{name: b-{}}}\nspec: {{cidr: {cidr}, affinity: \"host:{name}\"}}\n",
-            cidr.replace(['.', '/'], "-")
-        );
-    };
-    let endpoint = |y: &mut String, name: &str, iface: &str, ip: &str| {
-        *y += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w-{iface}, namespace: default}}\nspec: {{node: {name}, interfaceName: {iface}, ipNetworks: [{ip}/32]}}\n"
-        );
-    };
-    for (side, n) in [NODE1, NODE2].iter().enumerate() {
-        let (name, ip, main, tunnel, ..) = *n;
-        node(&mut y, name, ip, tunnel);
-        block(&mut y, main, name);
+    let mut c = ClusterBuilder::new().with(Pool::new("pool", "10.2.0.0/16").overlay(mode));
+    for (side, (n, ..)) in [POD1, POD2].iter().enumerate() {
+        c = c.calico_node(n.name, &n.cidr(), n.block);
         let extra_net = ["10.2.37", "10.2.170"][side];
         for b in &v.blocks[side] {
-            block(&mut y, &format!("{extra_net}.{}/26", b * 64), name);
+            c = c.with(Block::new(&format!("{extra_net}.{}/26", b * 64)).host(n.name));
         }
-        let main_net = &main[..main.rfind('.').unwrap()];
+        let main_net = &n.block[..n.block.rfind('.').unwrap()];
         let first_free = [70, 140][side];
         for j in &v.endpoints[side] {
-            endpoint(
-                &mut y,
-                name,
+            c = c.with(Endpoint::new(
+                n.name,
                 &format!("cal{}x{j}", side + 1),
                 &format!("{main_net}.{}", first_free + j),
-            );
+            ));
         }
     }
-    for (side, n) in [NODE1, NODE2].iter().enumerate() {
-        let (name, .., iface, ip) = *n;
-        endpoint(&mut y, name, iface, ip);
+    for (side, (n, iface, ip)) in [POD1, POD2].iter().enumerate() {
+        c = c.with(Endpoint::new(n.name, iface, ip));
         if v.block_endpoint[side] {
             let extra_net = ["10.2.37", "10.2.170"][side];
-            endpoint(
-                &mut y,
-                name,
+            c = c.with(Endpoint::new(
+                n.name,
                 &format!("caly{}", side + 1),
                 &format!("{extra_net}.2"),
-            );
+            ));
         }
     }
     for &(k, second) in &v.nodes {
         let name = format!("k8s-x{k}");
         let net = format!("10.2.{}", 40 + k);
-        node(
-            &mut y,
-            &name,
-            &format!("192.168.33.{}", 100 + k),
-            &format!("{net}.1"),
-        );
-        block(&mut y, &format!("{net}.0/26"), &name);
+        let ip = format!("192.168.33.{}/24", 100 + k);
+        c = c.calico_node(&name, &ip, &format!("{net}.0/26"));
         if second {
-            block(&mut y, &format!("{net}.64/26"), &name);
+            c = c.with(Block::new(&format!("{net}.64/26")).host(&name));
         }
     }
-    y
+    c.yaml()
 }
 
 /// Replaces `path` atomically, as a configuration manager would: a reload
@@ -233,92 +188,13 @@ fn write_atomically(path: &Path, text: &str) {
 /// `stop` exists; then prints `{"sent": n, "errors": e}`. A send the local
 /// kernel refuses (never expected) is retried with the same number and
 /// counted, so that the stream stays contiguous.
-const SENDER: &str = r#"
-import json, os, socket, struct, sys, time
-ip, port, rate, burst, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-pad = bytes(56)
-seq = errors = 0
-# A first burst, faster than a worker drains it: the batches grow to their
-# largest and touch every receive buffer they can (RSS is measured after).
-while seq < burst:
-    s.sendto(struct.pack('!Q', seq) + pad, (ip, port))
-    seq += 1
-start = check = time.monotonic() - seq / rate
-while True:
-    due = int((time.monotonic() - start) * rate)
-    if due - seq > 100:
-        # Descheduled for a while: catch up by 100 at most, not in one
-        # burst that could fill the pod's TUN queue by itself.
-        start += (due - seq - 100) / rate
-        due = seq + 100
-    while seq < due:
-        try:
-            s.sendto(struct.pack('!Q', seq) + pad, (ip, port))
-            seq += 1
-        except OSError:
-            errors += 1
-            time.sleep(0.001)
-    if time.monotonic() >= check:
-        if os.path.exists(stop):
-            break
-        check += 0.1
-    time.sleep(0.001)
-print(json.dumps({"sent": seq, "errors": errors}))
-"#;
+const SENDER: &str = include_str!("live_updates/sender.py");
 
 /// Receives the stream on PORT with an 8 MiB socket buffer (SO_RCVBUFFORCE,
 /// 16 MiB as the kernel counts it: seconds of the stream), touches `ready`
 /// once bound, and records every sequence number; when `stop` exists and
 /// nothing has come for a second, prints what it saw as JSON.
-const RECEIVER: &str = r#"
-import json, os, socket, struct, sys, time
-port, ready, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-SO_RCVBUFFORCE = 33
-s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-s.bind(('0.0.0.0', port))
-s.settimeout(0.2)
-open(ready, 'w').close()
-seen = bytearray(1 << 22)
-received = dups = ooo = 0
-high = -1
-last = first = None
-max_gap = 0.0
-jumps = []
-while True:
-    try:
-        data = s.recv(2048)
-    except socket.timeout:
-        if os.path.exists(stop) and last is not None and time.monotonic() - last > 1.0:
-            break
-        continue
-    now = time.monotonic()
-    if last is not None:
-        max_gap = max(max_gap, now - last)
-    else:
-        first = now
-    last = now
-    (seq,) = struct.unpack('!Q', data[:8])
-    received += 1
-    if seen[seq]:
-        dups += 1
-        continue
-    seen[seq] = 1
-    if seq < high:
-        ooo += 1
-    elif seq > high + 1 and len(jumps) < 20:
-        jumps.append([high + 1, seq - high - 1, round(now, 4)])
-    high = max(high, seq)
-missing = [i for i in range(high + 1) if not seen[i]]
-print(json.dumps({
-    "received": received, "highest": high, "missing": len(missing),
-    "first_missing": missing[:20], "jumps": jumps, "duplicates": dups, "out_of_order": ooo,
-    "max_gap_ms": round(max_gap * 1000, 1),
-    "seconds": round((last or 0) - (first or 0), 1),
-    "rcvbuf": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-}))
-"#;
+const RECEIVER: &str = include_str!("live_updates/receiver.py");
 
 /// When a reload ran (CLOCK_MONOTONIC), and how many endpoints it removed.
 struct Reload {
@@ -370,7 +246,7 @@ fn diagnostics(
         );
     }
     for (node, ctl) in ctls {
-        let s = stats(ctl);
+        let s = lab.stats(ctl);
         let drops: Vec<&serde_json::Value> = s["drops"]
             .as_array()
             .unwrap()
@@ -464,33 +340,13 @@ fn devices(lab: &Lab, ns: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Stats of a daemon, as JSON.
-fn stats(ctl: &Path) -> serde_json::Value {
-    let out = run(
-        PODWIRE,
-        &[
-            "show",
-            "stats",
-            "--json",
-            "--control",
-            ctl.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "show stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Waits until every daemon has applied `want` reloads; a rejected one
 /// fails the test with the daemon's log.
 fn wait_reloaded(lab: &Lab, nodes: &[(&str, PathBuf)], want: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     for (node, ctl) in nodes {
         loop {
-            let s = stats(ctl);
+            let s = lab.stats(ctl);
             assert_eq!(
                 s["reloads_rejected"],
                 0,
@@ -534,29 +390,30 @@ fn wait_devices(lab: &Lab, nss: &[String; 2], want: &[BTreeSet<String>; 2], relo
 }
 
 fn live_updates(mode: &str) {
-    let mut lab = Lab::new();
+    let Testbed {
+        mut lab,
+        nodes: nss,
+        ..
+    } = testbed(mode, &[POD1.1, POD2.1], &["n1", "n2"]);
     let started = Instant::now();
     let original = cluster(mode, &Variant::default());
     let config = lab.file("cluster.yaml", &original);
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
     // Two workers in VXLAN mode (multi-queue TUN devices, SO_REUSEPORT
     // sockets), one in IPIP mode (one raw socket receives all IPIP anyway).
     let threads = if mode == "vxlan" { "2" } else { "1" };
-    let mut nss = Vec::new();
     let mut ctls = Vec::new();
-    for (i, n) in [NODE1, NODE2].iter().enumerate() {
-        let ns = lab.netns(&format!("n{}", i + 1));
-        lab.attach(&sw, "br0", &ns, "eth0", &format!("{}/24", n.1));
-        ctls.push((n.0, lab.podwire(&ns, &config, n.0, &["--threads", threads])));
-        nss.push(ns);
+    for ((n, ..), ns) in [POD1, POD2].iter().zip(&nss) {
+        ctls.push((
+            n.name,
+            lab.podwire(ns, &config, n.name, &["--threads", threads]),
+        ));
     }
     let nss: [String; 2] = [nss[0].clone(), nss[1].clone()];
-    let pa = lab.pod("pa", &nss[0], NODE1.4, NODE1.5);
-    let pb = lab.pod("pb", &nss[1], NODE2.4, NODE2.5);
+    let pa = lab.pod("pa", &nss[0], POD1.1, POD1.2);
+    let pb = lab.pod("pb", &nss[1], POD2.1, POD2.2);
     // `Lab::podwire` runs `ip netns exec NS podwire run …`, and `ip netns
     // exec` execs the command: the child's PID is the daemon's.
-    let pids: Vec<u32> = [NODE1.0, NODE2.0].iter().map(|n| lab.pid(n)).collect();
+    let pids: Vec<u32> = ctls.iter().map(|(n, _)| lab.pid(n)).collect();
     for pid in &pids {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
         assert_eq!(comm.trim(), "podwire", "PID {pid} is not the daemon");
@@ -585,7 +442,7 @@ fn live_updates(mode: &str) {
             "/usr/bin/python3",
             "-c",
             SENDER,
-            NODE2.5,
+            POD2.2,
             &port,
             &rate_s,
             &BURST.to_string(),
@@ -726,7 +583,7 @@ fn live_updates(mode: &str) {
     // Both daemons applied every reload and rejected none, dropped nothing
     // but the IPv6 the kernel sends on new devices, and counted the stream.
     for (side, (node, ctl)) in ctls.iter().enumerate() {
-        let s = stats(ctl);
+        let s = lab.stats(ctl);
         assert_eq!(s["reloads"], RELOADS, "{node}: {s}");
         assert_eq!(s["reloads_rejected"], 0, "{node}: {s}");
         for d in s["drops"].as_array().unwrap() {
@@ -736,7 +593,7 @@ fn live_updates(mode: &str) {
                 "{node}: {count} drops for {reason}"
             );
         }
-        let iface = [NODE1.4, NODE2.4][side];
+        let iface = [POD1.1, POD2.1][side];
         let ep = s["endpoints"]
             .as_array()
             .unwrap()
@@ -770,7 +627,7 @@ fn live_updates(mode: &str) {
     let end = &checkpoints.last().unwrap().1;
     assert_eq!(checkpoints.last().unwrap().0, RELOADS);
     for side in 0..2 {
-        let node = [NODE1.0, NODE2.0][side];
+        let node = ctls[side].0;
         if end[side].fds != baseline[side].fds {
             let now = usage(pids[side]).1;
             panic!(

@@ -17,7 +17,9 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use crate::lab::{self, LabError, Mode, World, err};
+use crate::lab::{self, LabError, Mode};
+use crate::netns::{Harness, err};
+use crate::topology;
 
 /// The paths `podwire bench` measures.
 pub const PATHS: [&str; 5] = [
@@ -68,7 +70,7 @@ struct Sample {
 }
 
 /// The sum of the kernel's reordering counters in namespace `ns`.
-fn reorder_events(w: &mut World, ns: &str) -> Result<u64, LabError> {
+fn reorder_events(w: &mut Harness, ns: &str) -> Result<u64, LabError> {
     let o = w.exec(ns, &["cat", "/proc/net/netstat"])?;
     let text = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
@@ -115,7 +117,7 @@ fn median(v: &[f64]) -> f64 {
 
 /// Runs one iperf3 test from `from` to `to_ip` (server in `to`).
 fn measure(
-    w: &mut World,
+    w: &mut Harness,
     from: &str,
     to: &str,
     to_ip: &str,
@@ -129,7 +131,7 @@ fn measure(
         "udp64" => &["-u", "-l", "64", "-b", "0"],
         _ => &[],
     };
-    let v = lab::iperf3_json(w, from, to, to_ip, extra, seconds)?;
+    let v = w.iperf3_json(from, to, to_ip, extra, seconds)?;
     Ok(if test == "udp64" {
         let sum = &v["end"]["sum"];
         let received =
@@ -155,14 +157,14 @@ fn measure(
 
 /// Builds `path` in `w`; returns the sending and receiving pods.
 fn build(
-    w: &mut World,
+    w: &mut Harness,
     exe: &str,
     path: &str,
     threads: usize,
 ) -> Result<(String, String), LabError> {
     let pods = match path {
-        "kernel-vxlan" => lab::kernel_vxlan_pods(w)?,
-        "kernel-direct" => lab::kernel_direct_pods(w)?,
+        "kernel-vxlan" => crate::kernel::pods(w, true)?,
+        "kernel-direct" => crate::kernel::pods(w, false)?,
         _ => {
             let mode = match path {
                 "podwire-vxlan" => Mode::Vxlan,
@@ -170,10 +172,11 @@ fn build(
                 _ => Mode::Direct,
             };
             let config = w.dir.join(format!("bench-{}.yaml", mode.name()));
-            std::fs::write(&config, lab::cluster_yaml(mode)).map_err(|e| err(e.to_string()))?;
-            let (_, nodes) = w.underlay()?;
+            std::fs::write(&config, topology::cluster_yaml(mode))
+                .map_err(|e| err(e.to_string()))?;
+            let (_, nodes) = topology::underlay(w)?;
             let config = config.to_string_lossy().into_owned();
-            let (_, pods) = lab::podwire_cluster(w, exe, &config, mode, &nodes, threads)?;
+            let (_, pods) = topology::podwire_cluster(w, exe, &config, mode, &nodes, threads)?;
             // Pods: m-a, m-b, 1-a, 1-b, 2-a, 2-b.
             vec![pods[2].0.clone(), pods[4].0.clone()]
         }
@@ -201,14 +204,11 @@ pub fn run(
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
     for round in 0..opts.rounds {
         for (p, path) in PATHS.iter().enumerate() {
-            let mut w = World::new(
-                format!("{prefix}{p}"),
-                dir.clone(),
-                Arc::clone(&interrupted),
-            );
+            let mut w = Harness::new(format!("{prefix}{p}-"), dir.clone())
+                .interruptible(Arc::clone(&interrupted));
             let (from, to) = build(&mut w, &exe, path, opts.threads)?;
             for (t, test) in TESTS.iter().enumerate() {
-                let v = measure(&mut w, &from, &to, lab::POD2, test, opts.seconds)?;
+                let v = measure(&mut w, &from, &to, topology::POD2, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {
                     format!("  retransmits {r}, reordering {o}")
                 });

@@ -4,11 +4,19 @@
 //!   running its own podwire, for each mode: tables, pings, a transfer
 //!   beside the kernel's VXLAN, a pcap of the underlay;
 //! - the bench (`podwire bench`): throughput of podwire's paths against the
-//!   kernel's on the same topology.
+//!   kernel's on the same topology;
+//! - [`netns`]: the namespace harness both are built on, which the
+//!   integration tests use too, and [`kernel`]: nodes whose kernel carries
+//!   the pod traffic, as Calico sets them up without podwire.
 
 #![forbid(unsafe_code)]
 
 pub mod bench;
+mod keep;
+pub mod kernel;
 mod lab;
+pub mod netns;
+mod pcap;
+mod topology;
 
 pub use lab::*;

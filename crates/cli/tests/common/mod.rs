@@ -1,36 +1,39 @@
-//! Test hosts in network namespaces, for the end-to-end tests.
+//! The integration tests' layer over the lab crate's namespace harness
+//! ([`podwire_lab::netns`]): the same operations, failing the test instead
+//! of returning an error, the binary under test, and the tests' cluster.
 //!
-//! Every namespace and link gets a name unique to the run (`pw<pid>x<n>…`)
-//! and is deleted by name when the [`Lab`] is dropped, pass or fail; every
-//! process it started is killed by PID. Addresses live only inside the
-//! namespaces: the root namespace gets none, and links are created directly
-//! inside their namespaces.
+//! Every namespace gets a name unique to the run (`pw<pid>x<n>…`) and is
+//! deleted by name when the [`Lab`] is dropped, pass or fail; every process
+//! it started is ended by PID. Addresses live only inside the namespaces.
+//! A [`Lab`] holds the machine-wide lock [`netns::TEST_LOCK`] while it
+//! lives: the root tests of concurrent `cargo test` runs on one machine,
+//! and of one run's threads, take turns.
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
+pub use podwire_lab::kernel::Host;
+use podwire_lab::netns::{self, Daemon, Harness, Io};
 
 /// The podwire binary under test.
 pub const PODWIRE: &str = env!("CARGO_BIN_EXE_podwire");
 
-/// End-to-end tests share two cores: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The harness's result, or the test fails with its error.
+pub fn ok<T>(r: Result<T, netns::Error>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// True when running as root; otherwise says why the test does nothing.
 pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY-free check: the effective UID from /proc.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("");
-    if euid == "0" {
+    if netns::is_root() {
         return true;
     }
     eprintln!(
@@ -41,109 +44,68 @@ pub fn root_or_skip(test: &str) -> bool {
 
 /// Runs a command, returning its output; panics if it cannot start.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    ok(netns::run(cmd, args))
 }
 
 /// Runs a command and panics with its stderr unless it succeeds.
 pub fn must(cmd: &str, args: &[&str]) -> String {
-    let out = run(cmd, args);
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ok(netns::must(cmd, args))
 }
 
-/// A set of namespaces, links and processes belonging to one test.
-pub struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<(String, Child)>,
-    pub dir: PathBuf,
-    _serial: std::sync::MutexGuard<'static, ()>,
+/// The namespaces, links and processes of one test, and its directory.
+pub struct Lab(Harness);
+
+impl Deref for Lab {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
+}
+
+impl DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.0
+    }
 }
 
 impl Lab {
+    /// Waits for the machine-wide lock, then an empty lab.
     pub fn new() -> Lab {
-        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = ok(netns::lock(Path::new(netns::TEST_LOCK)));
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("pw{:x}x{n}", std::process::id() & 0xffff);
-        let dir = std::env::temp_dir().join(format!("podwire-test-{prefix}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Lab {
-            prefix,
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            dir,
-            _serial: serial,
-        }
-    }
-
-    /// The unique name of namespace or link `short`.
-    pub fn name(&self, short: &str) -> String {
-        let name = format!("{}{short}", self.prefix);
-        assert!(name.len() <= 15, "link name {name} too long");
-        name
+        Lab(ok(Harness::temporary(prefix)).holding(lock))
     }
 
     /// Creates namespace `short` with loopback up; returns its full name.
     pub fn netns(&mut self, short: &str) -> String {
-        let ns = self.name(short);
-        must("ip", &["netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        ns
+        ok(self.0.netns(short))
     }
 
     /// Runs `cmd` inside namespace `ns`.
     pub fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
-        let mut args = vec!["netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        run("ip", &args)
+        ok(self.0.exec(ns, cmd))
     }
 
     /// Like [`Lab::exec`], panicking on failure; returns stdout.
     pub fn must_exec(&self, ns: &str, cmd: &[&str]) -> String {
-        let mut args = vec!["netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        must("ip", &args)
+        ok(self.0.exec_ok(ns, cmd))
     }
 
     /// `ip -n ns …`
     pub fn ip(&self, ns: &str, args: &[&str]) -> String {
-        let mut a = vec!["-n", ns];
-        a.extend_from_slice(args);
-        must("ip", &a)
+        ok(self.0.ip(ns, args))
     }
 
     /// A bridge `br` in namespace `ns` (the underlay segment).
     pub fn bridge(&self, ns: &str, br: &str) {
-        self.ip(ns, &["link", "add", br, "type", "bridge"]);
-        self.ip(ns, &["link", "set", br, "up"]);
+        ok(self.0.bridge(ns, br))
     }
 
     /// Connects `host_ns` to bridge `br` in `switch_ns` with a veth whose
     /// host end is `ifname`, addressed `addr` (with prefix).
     pub fn attach(&self, switch_ns: &str, br: &str, host_ns: &str, ifname: &str, addr: &str) {
-        let port = self.name(&format!("p{}", &host_ns[host_ns.len().saturating_sub(3)..]));
-        must(
-            "ip",
-            &[
-                "link", "add", ifname, "netns", host_ns, "type", "veth", "peer", "name", &port,
-                "netns", switch_ns,
-            ],
-        );
-        self.ip(switch_ns, &["link", "set", &port, "master", br]);
-        self.ip(switch_ns, &["link", "set", &port, "up"]);
-        self.ip(host_ns, &["addr", "add", addr, "dev", ifname]);
-        self.ip(host_ns, &["link", "set", ifname, "up"]);
+        ok(self.0.attach(switch_ns, br, host_ns, ifname, addr))
     }
 
     /// Starts `podwire run` for `node` in namespace `ns`; returns the
@@ -163,53 +125,22 @@ impl Lab {
         extra: &[&str],
     ) -> PathBuf {
         let control = self.dir.join(format!("{node}.sock"));
-        let log = std::fs::File::create(self.dir.join(format!("{node}.log"))).unwrap();
-        let mut args = vec!["netns".to_string(), "exec".into(), ns.into()];
-        args.extend(wrapper.iter().map(|s| s.to_string()));
-        args.extend([
-            PODWIRE.into(),
-            "run".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--node".into(),
-            node.into(),
-            "--control".into(),
-            control.display().to_string(),
-        ]);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("ip")
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start podwire");
-        self.children.push((node.to_string(), child));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = run(
-                PODWIRE,
-                &["show", "stats", "--control", control.to_str().unwrap()],
-            );
-            if out.status.success() {
-                return control;
-            }
-            if let Some((_, c)) = self.children.last_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "podwire for {node} exited with {status}: {}",
-                        self.log(node)
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "podwire for {node} did not come up: {}",
-                self.log(node)
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let log = self.dir.join(format!("{node}.log"));
+        let daemon = Daemon {
+            exe: PODWIRE,
+            config,
+            node,
+            control: &control,
+            log: &log,
+            wrapper,
+            extra,
+            env: &[("RUST_LOG", "info")],
+        };
+        ok(self.0.start_podwire(node, ns, &daemon));
+        if let Err(e) = self.0.wait_podwire(node, &control, Duration::from_secs(10)) {
+            panic!("{e}: {}", self.log(node));
         }
+        control
     }
 
     /// The log of the daemon of `node`.
@@ -219,161 +150,71 @@ impl Lab {
 
     /// Sends `signal` to the daemon of `node` (by the PID of its process).
     pub fn signal(&self, node: &str, signal: &str) {
-        let (_, child) = self
-            .children
-            .iter()
-            .find(|(n, _)| n == node)
-            .expect("no such daemon");
-        must("kill", &[&format!("-{signal}"), &child.id().to_string()]);
+        ok(self.0.signal(node, signal))
     }
 
     /// Stops the daemon of `node` with SIGTERM and waits for it.
-    pub fn stop(&mut self, node: &str) -> std::process::ExitStatus {
-        let i = self
-            .children
-            .iter()
-            .position(|(n, _)| n == node)
-            .expect("no such daemon");
-        let (_, mut child) = self.children.remove(i);
-        must("kill", &["-TERM", &child.id().to_string()]);
-        wait_child(&mut child, Duration::from_secs(10))
+    pub fn stop(&mut self, node: &str) -> ExitStatus {
+        ok(self.0.stop(node, "TERM", Duration::from_secs(10)))
     }
 
     /// Moves endpoint `iface` from `node_ns` into a new pod namespace and
     /// configures it the way Calico configures a pod: `eth0`, the address as
     /// a /32, `169.254.1.1` on link, default route through it.
     pub fn pod(&mut self, short: &str, node_ns: &str, iface: &str, ip: &str) -> String {
-        let pod = self.netns(short);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !run("ip", &["-n", node_ns, "link", "show", iface])
-            .status
-            .success()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "endpoint {iface} never appeared in {node_ns}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.ip(node_ns, &["link", "set", iface, "netns", &pod]);
-        self.ip(&pod, &["link", "set", iface, "name", "eth0"]);
-        self.ip(&pod, &["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-        self.ip(&pod, &["link", "set", "eth0", "up"]);
-        self.ip(
-            &pod,
-            &[
-                "route",
-                "add",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ],
-        );
-        self.ip(
-            &pod,
-            &[
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ],
-        );
-        pod
+        ok(self.0.pod(short, node_ns, iface, ip))
     }
 
-    /// Starts a background process in `ns`, killed when the lab ends.
-    pub fn spawn(&mut self, ns: &str, tag: &str, cmd: &[&str]) -> usize {
-        let mut args = vec!["netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        let child = Command::new("ip")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        self.children.push((tag.to_string(), child));
-        self.children.len() - 1
+    /// As [`Lab::pod`], with the pod's IPv6 off before its `eth0` arrives.
+    pub fn pod_without_ipv6(
+        &mut self,
+        short: &str,
+        node_ns: &str,
+        iface: &str,
+        ip: &str,
+    ) -> String {
+        ok(self.0.pod_without_ipv6(short, node_ns, iface, ip))
+    }
+
+    /// Starts a background process in `ns`, ended when the lab ends.
+    pub fn spawn(&mut self, ns: &str, tag: &str, cmd: &[&str]) -> u32 {
+        ok(self.0.spawn(tag, ns, cmd, Io::Piped))
     }
 
     /// The PID of background process `tag`.
     pub fn pid(&self, tag: &str) -> u32 {
-        self.children
-            .iter()
-            .find(|(n, _)| n == tag)
-            .map(|(_, c)| c.id())
-            .expect("no such process")
+        ok(self.0.pid(tag))
     }
 
     /// Waits for the background process `tag` and returns its output.
     pub fn wait(&mut self, tag: &str, timeout: Duration) -> Output {
-        let i = self
-            .children
-            .iter()
-            .position(|(n, _)| n == tag)
-            .expect("no such process");
-        let (_, mut child) = self.children.remove(i);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return child.wait_with_output().unwrap();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "{tag} did not finish in {timeout:?}: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ok(self.0.wait(tag, timeout))
     }
 
     /// `podwire show <topic>` against a control socket.
     pub fn show(&self, control: &Path, topic: &str, json: bool) -> String {
-        let mut args = vec!["show", topic, "--control", control.to_str().unwrap()];
-        if json {
-            args.push("--json");
-        }
-        must(PODWIRE, &args)
+        ok(netns::show(control, topic, json))
     }
 
     /// The daemon's counters as JSON.
     pub fn stats(&self, control: &Path) -> serde_json::Value {
-        serde_json::from_str(&self.show(control, "stats", true)).unwrap()
+        ok(netns::stats(control))
     }
 
     /// The number of drops for `reason`.
     pub fn drops(&self, control: &Path, reason: &str) -> u64 {
-        let s = self.stats(control);
-        s["drops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d[0] == reason)
-            .map(|d| d[1].as_u64().unwrap())
-            .unwrap_or_else(|| panic!("no drop reason {reason}"))
+        ok(netns::drops(control, reason))
     }
 
     /// Writes a file in the lab's directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
+        ok(self.0.file(name, text))
     }
 }
 
 /// `count` pings from namespace `from` to `to`, all answered.
 pub fn ping(lab: &Lab, from: &str, to: &str, count: usize) {
-    let n = count.to_string();
-    let out = lab.exec(from, &["ping", "-c", &n, "-i", "0.2", "-W", "2", to]);
+    let out = ok(lab.0.ping(from, to, count)).output;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains(&format!("{count} received")),
@@ -385,126 +226,112 @@ pub fn ping(lab: &Lab, from: &str, to: &str, count: usize) {
 /// A TCP transfer of `mbytes` MB of random data from namespace `from` to
 /// `to_ip` (in namespace `to`), compared at the far end by SHA-256.
 pub fn transfer(lab: &mut Lab, from: &str, to: &str, to_ip: &str, mbytes: usize, port: u16) {
-    let file = lab.dir.join(format!("payload-{port}.bin"));
-    must(
-        "dd",
-        &[
-            "if=/dev/urandom",
-            &format!("of={}", file.display()),
-            "bs=1M",
-            &format!("count={mbytes}"),
-            "status=none",
-        ],
-    );
-    let want = must("sha256sum", &[file.to_str().unwrap()]);
-    let tag = format!("receiver-{port}");
-    lab.spawn(
-        to,
-        &tag,
-        &["sh", "-c", &format!("nc -l {port} | sha256sum")],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let send = format!("nc -N -w 10 {to_ip} {port} < {}", file.display());
-    let out = lab.exec(from, &["sh", "-c", &send]);
+    let t = ok(lab.0.transfer(from, to, to_ip, mbytes, port));
     assert!(
-        out.status.success(),
+        t.sender.status.success(),
         "sender: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&t.sender.stderr)
     );
-    let got = lab.wait(&tag, Duration::from_secs(60));
     assert_eq!(
-        String::from_utf8_lossy(&got.stdout)
-            .split_whitespace()
-            .next(),
-        want.split_whitespace().next(),
+        t.received.as_deref(),
+        Some(t.sent.as_str()),
         "content of the transfer from {from} to {to}"
     );
 }
 
 /// Starts tcpdump on `dev` in `ns`, writing `file`; returns once it listens.
 pub fn capture(lab: &mut Lab, ns: &str, dev: &str, file: &Path, tag: &str) {
-    let f = file.display().to_string();
-    lab.spawn(
-        ns,
-        tag,
-        &[
-            "tcpdump",
-            "--immediate-mode",
-            "-i",
-            dev,
-            "-n",
-            "-U",
-            "-w",
-            &f,
-        ],
-    );
-    // tcpdump creates the file when it opens the device, then listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !file.exists() {
-        assert!(Instant::now() < deadline, "tcpdump did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    ok(lab.0.capture(tag, ns, dev, file, &[]))
 }
 
 pub fn stop_capture(lab: &mut Lab, tag: &str) {
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = lab.pid(tag);
-    must("kill", &["-INT", &pid.to_string()]);
-    lab.wait(tag, Duration::from_secs(10));
+    ok(lab.0.stop_capture(tag))
 }
 
 /// tshark's dissection of `file`: one row of `fields` per packet matching `filter`.
 pub fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-o",
-        "udp.check_checksum:TRUE",
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-Y",
-        filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-    ];
-    for f in fields {
-        args.push("-e");
-        args.push(f);
-    }
-    let out = must("tshark", &args);
-    out.lines()
-        .map(|l| l.split('|').map(str::to_string).collect())
-        .collect()
+    ok(netns::tshark(file, filter, fields))
 }
 
-fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// The tests' nodes, on 192.168.33.0/24.
+pub const NODES: [Host<'static>; 3] = [
+    Host {
+        name: "k8s-node1",
+        ip: "192.168.33.55",
+        block: "10.2.36.64/26",
+        tunnel: "10.2.36.65",
+    },
+    Host {
+        name: "k8s-node2",
+        ip: "192.168.33.57",
+        block: "10.2.169.128/26",
+        tunnel: "10.2.169.129",
+    },
+    Host {
+        name: "k8s-node3",
+        ip: "192.168.33.59",
+        block: "10.2.235.192/26",
+        tunnel: "10.2.235.193",
+    },
+];
+
+/// The tests' workloads: node, interface, address.
+pub const WORKLOADS: [(&str, &str, &str); 4] = [
+    ("k8s-node1", "cali1a", "10.2.36.68"),
+    ("k8s-node1", "cali1b", "10.2.36.69"),
+    ("k8s-node2", "cali2a", "10.2.169.138"),
+    ("k8s-node3", "cali3a", "10.2.235.194"),
+];
+
+/// The tests' cluster: pool 10.2.0.0/16 in `mode` (`ipip`, `vxlan` or
+/// `direct`), the first `nodes` of [`NODES`] with their blocks, then the
+/// workloads among `pods` (interfaces of [`WORKLOADS`]) on those nodes.
+pub fn cluster(mode: &str, nodes: usize, pods: &[&str]) -> ClusterBuilder {
+    let mut c = ClusterBuilder::new().with(Pool::new("pool", "10.2.0.0/16").overlay(mode));
+    for n in &NODES[..nodes] {
+        c = c.calico_node(n.name, &n.cidr(), n.block);
     }
+    let names: Vec<&str> = NODES[..nodes].iter().map(|n| n.name).collect();
+    for (node, iface, ip) in WORKLOADS {
+        if names.contains(&node) && pods.contains(&iface) {
+            c = c.with(Endpoint::new(node, iface, ip));
+        }
+    }
+    c
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = run("kill", &["-TERM", &child.id().to_string()]);
-        }
-        for (_, child) in &mut self.children {
-            wait_child(child, Duration::from_secs(5));
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// A lab with the tests' cluster in a file, and its underlay.
+pub struct Testbed {
+    pub lab: Lab,
+    /// `cluster.yaml`.
+    pub config: PathBuf,
+    /// The switch's namespace: bridge `br0`.
+    pub sw: String,
+    /// The nodes' namespaces, in the order of [`NODES`].
+    pub nodes: Vec<String>,
+}
+
+/// A new [`Lab`] with [`cluster`]`(mode, nodes.len(), pods)` in
+/// `cluster.yaml`, a switch namespace `sw` with bridge `br0`, and namespace
+/// `nodes[i]` attached to it as `NODES[i]` (`eth0`, the node IP /24).
+pub fn testbed(mode: &str, pods: &[&str], nodes: &[&str]) -> Testbed {
+    let mut lab = Lab::new();
+    let config = lab.file("cluster.yaml", &cluster(mode, nodes.len(), pods).yaml());
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let nodes = nodes
+        .iter()
+        .zip(&NODES)
+        .map(|(short, node)| {
+            let ns = lab.netns(short);
+            lab.attach(&sw, "br0", &ns, "eth0", &node.cidr());
+            ns
+        })
+        .collect();
+    Testbed {
+        lab,
+        config,
+        sw,
+        nodes,
     }
 }

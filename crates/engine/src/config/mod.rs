@@ -12,6 +12,7 @@
 //! (`crate::table::compile`) consumes it whatever the source (a file today, a
 //! datastore watch later).
 
+pub mod cluster;
 mod parse;
 mod source;
 mod validate;

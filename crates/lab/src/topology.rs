@@ -1,0 +1,191 @@
+//! The lab's cluster: three nodes on one underlay bridge, two pods each.
+//!
+//! ```text
+//!                        bridge br0 (namespace <p>-sw), 192.168.33.0/24
+//!        ┌───────────────────────┼───────────────────────┐
+//!   k8s-master .53          k8s-node1 .55           k8s-node2 .57      nodes: podwire run
+//!    │        │              │        │              │        │
+//!  pod m-a  pod m-b        pod 1-a  pod 1-b        pod 2-a  pod 2-b    eth0 = TUN endpoint
+//! 10.2.235.194/.195       10.2.36.68/.69         10.2.169.138/.139
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
+
+use crate::Mode;
+use crate::kernel::Host;
+use crate::netns::{Daemon, Error, Harness, err};
+
+/// A node of the lab: who it is, the suffix of its namespaces' names,
+/// and its two pods (interface, address).
+pub(crate) struct Node {
+    pub(crate) host: Host<'static>,
+    pub(crate) short: &'static str,
+    pub(crate) pods: [(&'static str, &'static str); 2],
+}
+
+pub(crate) const NODES: [Node; 3] = [
+    Node {
+        host: Host {
+            name: "k8s-master",
+            ip: "192.168.33.53",
+            block: "10.2.235.192/26",
+            tunnel: "10.2.235.193",
+        },
+        short: "m",
+        pods: [
+            ("cali-master-a", "10.2.235.194"),
+            ("cali-master-b", "10.2.235.195"),
+        ],
+    },
+    Node {
+        host: Host {
+            name: "k8s-node1",
+            ip: "192.168.33.55",
+            block: "10.2.36.64/26",
+            tunnel: "10.2.36.65",
+        },
+        short: "1",
+        pods: [
+            ("cali-node1-a", "10.2.36.68"),
+            ("cali-node1-b", "10.2.36.69"),
+        ],
+    },
+    Node {
+        host: Host {
+            name: "k8s-node2",
+            ip: "192.168.33.57",
+            block: "10.2.169.128/26",
+            tunnel: "10.2.169.129",
+        },
+        short: "2",
+        pods: [
+            ("cali-node2-a", "10.2.169.138"),
+            ("cali-node2-b", "10.2.169.139"),
+        ],
+    },
+];
+
+/// The address of the receiving pod of the benchmarks (k8s-node2's first).
+pub(crate) const POD2: &str = NODES[2].pods[0].1;
+
+/// The cluster file for `mode`.
+pub fn cluster_yaml(mode: Mode) -> String {
+    let mut c = ClusterBuilder::new()
+        .comment(&format!("podwire lab, {} mode", mode.name()))
+        .with(
+            Pool::new("default-ipv4-ippool", "10.2.0.0/16")
+                .block_size(26)
+                .overlay(mode.name())
+                .nat_outgoing(true),
+        );
+    for n in &NODES {
+        let h = n.host;
+        c = c.calico_node(h.name, &h.cidr(), h.block);
+        for (iface, ip) in &n.pods {
+            c = c.with(Endpoint::new(h.name, iface, ip));
+        }
+    }
+    c.yaml()
+}
+
+/// The underlay: a bridge in its own namespace, and one node per NODES
+/// entry attached to it; returns the bridge's namespace and the nodes'.
+pub(crate) fn underlay(w: &mut Harness) -> Result<(String, Vec<String>), Error> {
+    let sw = w.netns("sw")?;
+    w.bridge(&sw, "br0")?;
+    let mut nodes = Vec::new();
+    for n in &NODES {
+        let ns = w.netns(&format!("n{}", n.short))?;
+        w.attach(&sw, "br0", &ns, "eth0", &n.host.cidr())?;
+        nodes.push(ns);
+    }
+    Ok((sw, nodes))
+}
+
+/// A pod: its namespace and its address.
+pub(crate) type Pod = (String, &'static str);
+
+/// Starts podwire on every node of `nodes` (from [`underlay`]) with
+/// `config`, waits for the daemons, and makes the pods; returns the
+/// control sockets and the pods (namespace, address), two per node.
+pub(crate) fn podwire_cluster(
+    w: &mut Harness,
+    exe: &str,
+    config: &str,
+    mode: Mode,
+    nodes: &[String],
+    threads: usize,
+) -> Result<(Vec<PathBuf>, Vec<Pod>), Error> {
+    let threads = threads.max(1).to_string();
+    let config = PathBuf::from(config);
+    let mut controls = Vec::new();
+    for (n, ns) in NODES.iter().zip(nodes) {
+        let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.host.name));
+        let log = w
+            .dir
+            .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
+        let daemon = Daemon {
+            exe,
+            config: &config,
+            node: n.host.name,
+            control: &control,
+            log: &log,
+            wrapper: &[],
+            extra: &["--threads", &threads],
+            env: &[],
+        };
+        w.start_podwire(&format!("podwire-{}", n.host.name), ns, &daemon)?;
+        controls.push(control);
+    }
+    for (n, c) in NODES.iter().zip(&controls) {
+        match w.wait_podwire(
+            &format!("podwire-{}", n.host.name),
+            c,
+            Duration::from_secs(10),
+        ) {
+            Err(Error::Failed(_)) => {
+                return Err(err(format!(
+                    "a podwire daemon did not start; see the logs in {}",
+                    w.dir.display()
+                )));
+            }
+            other => other?,
+        }
+    }
+    let mut pods = Vec::new();
+    for (n, ns) in NODES.iter().zip(nodes) {
+        for (k, (iface, ip)) in n.pods.iter().enumerate() {
+            let short = format!("p{}{}", n.short, ["a", "b"][k]);
+            pods.push((w.pod(&short, ns, iface, ip)?, *ip));
+        }
+    }
+    Ok((controls, pods))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_clusters_validate_and_compile() {
+        for mode in Mode::ALL {
+            let r = podwire::config::parse(&cluster_yaml(mode)).unwrap();
+            assert_eq!(r.nodes.len(), 3);
+            assert_eq!(r.endpoints.len(), 6);
+            let u = podwire::table::Underlay {
+                name: "eth0".into(),
+                mtu: 1500,
+            };
+            let t = podwire::table::compile(&r, "k8s-node1", &u).unwrap();
+            let want = match mode {
+                Mode::Ipip => "10.2.169.128/26 via 192.168.33.57 dev tunl0 onlink",
+                Mode::Vxlan => "10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink",
+                Mode::Direct => "10.2.169.128/26 via 192.168.33.57 dev eth0 onlink",
+            };
+            assert!(t.routes_text().contains(want), "{mode:?}");
+        }
+    }
+}
