@@ -463,7 +463,7 @@ fn a_changed_file_is_reloaded_without_sighup() {
         }
     };
     // Add k8s-node3, no signal.
-    replace(&cluster("vxlan", 3));
+    replace(&cluster("vxlan", 3).yaml());
     wait_for(1);
     assert!(
         c.lab
@@ -484,7 +484,7 @@ fn a_changed_file_is_reloaded_without_sighup() {
             .contains("the configuration has not changed")
     );
     // A change and a SIGHUP at once: one reload.
-    replace(&cluster("vxlan", 2));
+    replace(&cluster("vxlan", 2).yaml());
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
     wait_for(2);
