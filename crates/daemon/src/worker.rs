@@ -109,6 +109,8 @@ pub struct Worker {
     registered: HashMap<Token, (Arc<EndpointIo>, Option<EndpointId>)>,
     next_token: usize,
     io_errors: RateLimited,
+    /// A direct-mode next hop had no MAC in this batch: wake the refresher.
+    missed_next_hop: bool,
 }
 
 /// The underlay receive sockets of a worker.
@@ -160,6 +162,7 @@ impl Worker {
             registered: HashMap::new(),
             next_token: FIRST_ENDPOINT,
             io_errors: RateLimited::new(),
+            missed_next_hop: false,
         })
     }
 
@@ -269,6 +272,11 @@ impl Worker {
     fn flush(&mut self, snap: &Snapshot) {
         self.tx.flush(snap, &mut self.pool, &mut self.tally);
         self.pool.release_frags();
+        if std::mem::take(&mut self.missed_next_hop) {
+            if let Some(w) = self.shared.neigh_waker.get() {
+                let _ = w.wake();
+            }
+        }
         self.shared.workers[self.index].publish(&mut self.tally);
     }
 
@@ -451,11 +459,8 @@ impl Worker {
                     }
                     Err(reason) => {
                         self.tally.drop(reason);
-                        if reason == DropReason::NoNeighbour {
-                            if let Some(w) = self.shared.neigh_waker.get() {
-                                let _ = w.wake();
-                            }
-                        }
+                        // The refresher is woken once per batch (at the flush).
+                        self.missed_next_hop |= reason == DropReason::NoNeighbour;
                     }
                 }
             }

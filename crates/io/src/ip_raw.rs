@@ -19,6 +19,15 @@ use crate::batch::{BATCH, Received, RxBatch, SendReport, TxBatch};
 use crate::sys::mmsg::{self, Msgs};
 use crate::sys::sockopt::buffer_size;
 
+/// A raw IPv4 socket for `protocol`, non-blocking, its send or receive
+/// buffer (`buffer`: `SO_SNDBUFFORCE` or `SO_RCVBUFFORCE`) large.
+fn raw_socket(protocol: libc::c_int, buffer: libc::c_int) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(protocol)))?;
+    sock.set_nonblocking(true)?;
+    buffer_size(&sock, buffer, 4 << 20);
+    Ok(sock)
+}
+
 /// Sends IPv4 packets whose header podwire wrote.
 #[derive(Debug)]
 pub struct IpRawSender {
@@ -29,15 +38,8 @@ pub struct IpRawSender {
 impl IpRawSender {
     /// Opens the socket, non-blocking, with a large send buffer.
     pub fn new() -> io::Result<Self> {
-        let sock = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(libc::IPPROTO_RAW)),
-        )?;
-        sock.set_nonblocking(true)?;
-        buffer_size(&sock, libc::SO_SNDBUFFORCE, 4 << 20);
         Ok(IpRawSender {
-            sock,
+            sock: raw_socket(libc::IPPROTO_RAW, libc::SO_SNDBUFFORCE)?,
             msgs: Msgs::new(BATCH, BATCH),
         })
     }
@@ -59,15 +61,8 @@ pub struct IpipReceiver {
 impl IpipReceiver {
     /// A raw socket for IP protocol 4, non-blocking, with a large buffer.
     pub fn new() -> io::Result<Self> {
-        let sock = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(libc::IPPROTO_IPIP)),
-        )?;
-        sock.set_nonblocking(true)?;
-        buffer_size(&sock, libc::SO_RCVBUFFORCE, 4 << 20);
         Ok(IpipReceiver {
-            sock,
+            sock: raw_socket(libc::IPPROTO_IPIP, libc::SO_RCVBUFFORCE)?,
             msgs: Msgs::new(BATCH, BATCH),
         })
     }

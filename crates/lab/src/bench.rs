@@ -13,7 +13,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
@@ -190,16 +189,11 @@ pub fn run(
     out: &mut dyn std::io::Write,
     log: &mut dyn std::io::Write,
 ) -> Result<Report, LabError> {
-    lab::preflight()?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| err(format!("{}: {e}", opts.out.display())))?;
-    let dir = opts.out.canonicalize().map_err(|e| err(e.to_string()))?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupted))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    let exe = std::env::current_exe().map_err(|e| err(e.to_string()))?;
-    let exe = exe.to_string_lossy().into_owned();
+    let lab::Start {
+        dir,
+        interrupted,
+        exe,
+    } = lab::start(&opts.out)?;
     let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
     for round in 0..opts.rounds {

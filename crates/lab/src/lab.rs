@@ -108,11 +108,21 @@ struct ModeResult {
     packets: usize,
 }
 
-/// Runs the lab; prints as it goes. Returns the process exit status.
-pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabError> {
+/// What the lab and the bench set up before their first namespace.
+pub(crate) struct Start {
+    /// The output directory, made and made absolute.
+    pub dir: std::path::PathBuf,
+    /// Set by SIGINT or SIGTERM: end at the next step, cleaning up.
+    pub interrupted: Arc<AtomicBool>,
+    /// This binary, for the daemons the lab starts.
+    pub exe: String,
+}
+
+/// Checks root and the tools, makes `out`, and catches SIGINT and SIGTERM.
+pub(crate) fn start(out: &std::path::Path) -> Result<Start, LabError> {
     preflight()?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| err(format!("{}: {e}", opts.out.display())))?;
-    let out_dir = opts.out.canonicalize().map_err(|e| err(e.to_string()))?;
+    std::fs::create_dir_all(out).map_err(|e| err(format!("{}: {e}", out.display())))?;
+    let dir = out.canonicalize().map_err(|e| err(e.to_string()))?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&interrupted))
@@ -120,6 +130,20 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
     }
     let exe = std::env::current_exe().map_err(|e| err(e.to_string()))?;
     let exe = exe.to_string_lossy().into_owned();
+    Ok(Start {
+        dir,
+        interrupted,
+        exe,
+    })
+}
+
+/// Runs the lab; prints as it goes. Returns the process exit status.
+pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabError> {
+    let Start {
+        dir: out_dir,
+        interrupted,
+        exe,
+    } = start(&opts.out)?;
     let prefix = format!("pwlab{:x}", std::process::id() & 0xffff);
     let started = Instant::now();
     let mut say = |s: String| {

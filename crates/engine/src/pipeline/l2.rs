@@ -82,6 +82,11 @@ pub fn from_tun(
 /// a TUN write that hands it whole to the pod's kernel.
 pub fn to_tun_whole(pkt: &mut Packet, gso: Gso) -> Result<(), DropReason> {
     let hdr = VnetHdr::tcp4_gso(pkt.data(), 0, gso.size, gso.ecn).ok_or(DropReason::Malformed)?;
+    prepend_vnet(pkt, &hdr)
+}
+
+/// Writes `hdr` into the headroom in front of `pkt`.
+fn prepend_vnet(pkt: &mut Packet, hdr: &VnetHdr) -> Result<(), DropReason> {
     let slot = pkt
         .prepend(vnet::LEN)
         .and_then(|b| b.first_chunk_mut::<{ vnet::LEN }>())
@@ -118,14 +123,10 @@ pub fn frame_direct(
     eth[..6].copy_from_slice(&dst.0);
     eth[6..12].copy_from_slice(&src.0);
     eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    if let Some(hdr) = hdr {
-        let slot = pkt
-            .prepend(vnet::LEN)
-            .and_then(|b| b.first_chunk_mut::<{ vnet::LEN }>())
-            .ok_or(DropReason::NoHeadroom)?;
-        hdr.write(slot);
+    match hdr {
+        Some(hdr) => prepend_vnet(pkt, &hdr),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Moves `pkt` from the start of a frame read from a packet socket (after

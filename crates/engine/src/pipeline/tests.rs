@@ -11,88 +11,40 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::parse;
+use crate::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
+use crate::config::{EncapMode, parse};
 use crate::table::{
     EndpointId, LocalNode, Tables, TablesBuilder, Underlay, Via, compile, vtep_mac_for,
 };
 
-/// Two nodes on 192.168.33.0/24. Pool 10.2.0.0/16 uses VXLAN, pool
+/// Two nodes on 192.168.33.0/24. Pool 10.2.0.0/16 uses VXLAN (`vxlan`:
+/// Always; Never routes it directly), pool
 /// 10.3.0.0/16 IP-in-IP. The VTEP MACs follow Felix's rule:
 /// SHA-1("k8s-node1") = 8c735a9099…, SHA-1("k8s-node2") = 90433db3e7…
 /// (checked with `printf k8s-node1 | sha1sum`), so the MACs are
 /// 66:8c:73:5a:90:99 and 66:90:43:3d:b3:e7.
-const CLUSTER: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: vx}
-spec: {cidr: 10.2.0.0/16, vxlanMode: Always}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: ip}
-spec: {cidr: 10.3.0.0/16, ipipMode: Always}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: k8s-node1}
-spec: {bgp: {ipv4Address: 192.168.33.55/24}, ipv4VXLANTunnelAddr: 10.2.36.65}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: k8s-node2}
-spec: {bgp: {ipv4Address: 192.168.33.57/24}, ipv4VXLANTunnelAddr: 10.2.169.137}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b1}
-spec: {cidr: 10.2.36.64/26, affinity: "host:k8s-node1"}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b2}
-spec: {cidr: 10.2.169.128/26, affinity: "host:k8s-node2"}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b3}
-spec: {cidr: 10.3.1.0/26, affinity: "host:k8s-node1"}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {name: b4}
-spec: {cidr: 10.3.5.0/26, affinity: "host:k8s-node2"}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: w1}
-spec: {node: k8s-node1, interfaceName: cali1, ipNetworks: [10.2.36.68/32]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: w2}
-spec: {node: k8s-node1, interfaceName: cali2, ipNetworks: [10.2.36.69/32]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: w3}
-spec: {node: k8s-node1, interfaceName: cali3, ipNetworks: [10.3.1.5/32]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: v1}
-spec: {node: k8s-node2, interfaceName: calb1, ipNetworks: [10.2.169.138/32]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: v2}
-spec: {node: k8s-node2, interfaceName: calb2, ipNetworks: [10.3.5.10/32]}
-"#;
+fn cluster(vxlan: EncapMode) -> ClusterBuilder {
+    ClusterBuilder::new()
+        .with(Pool::new("vx", "10.2.0.0/16").vxlan(vxlan))
+        .with(Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::Always))
+        .with(Node::new("k8s-node1", "192.168.33.55/24").vxlan_tunnel("10.2.36.65"))
+        .with(Node::new("k8s-node2", "192.168.33.57/24").vxlan_tunnel("10.2.169.137"))
+        .with(Block::new("10.2.36.64/26").host("k8s-node1").named("b1"))
+        .with(Block::new("10.2.169.128/26").host("k8s-node2").named("b2"))
+        .with(Block::new("10.3.1.0/26").host("k8s-node1").named("b3"))
+        .with(Block::new("10.3.5.0/26").host("k8s-node2").named("b4"))
+        .with(Endpoint::new("k8s-node1", "cali1", "10.2.36.68").named("w1"))
+        .with(Endpoint::new("k8s-node1", "cali2", "10.2.36.69").named("w2"))
+        .with(Endpoint::new("k8s-node1", "cali3", "10.3.1.5").named("w3"))
+        .with(Endpoint::new("k8s-node2", "calb1", "10.2.169.138").named("v1"))
+        .with(Endpoint::new("k8s-node2", "calb2", "10.3.5.10").named("v2"))
+}
 
 const NODE1: Ipv4Addr = Ipv4Addr::new(192, 168, 33, 55);
 const NODE2: Ipv4Addr = Ipv4Addr::new(192, 168, 33, 57);
 
 fn tables(node: &str) -> Tables {
-    let r = parse(CLUSTER).unwrap();
+    let r = cluster(EncapMode::Always).resources().unwrap();
     compile(
         &r,
         node,
@@ -1058,7 +1010,7 @@ fn run_egress_gso(t: &Tables, bytes: &[u8], segment: usize) -> (Verdict, Vec<u8>
 /// too big for the MTU.
 #[test]
 fn super_packets_go_whole_only_where_the_kernel_segments() {
-    let direct = CLUSTER.replacen("vxlanMode: Always", "vxlanMode: Never", 1);
+    let direct = cluster(EncapMode::Never).yaml();
     let underlay = Underlay {
         name: "eth0".into(),
         mtu: 1500,

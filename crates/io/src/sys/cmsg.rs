@@ -10,7 +10,7 @@ pub const UDP_GRO: libc::c_int = 104;
 
 /// Writes into `msg`'s control buffer an `IP_TOS` message (`tos`) and, when
 /// `segment` is some, a `UDP_SEGMENT` message; returns the control length.
-/// The buffer `msg_control` points at must be at least 40 bytes, 8-aligned.
+/// The buffer `msg_control` points at must be at least 48 bytes, 8-aligned.
 pub fn write_tos_segment(msg: &mut libc::msghdr, tos: u8, segment: Option<u16>) -> usize {
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe {
@@ -19,7 +19,7 @@ pub fn write_tos_segment(msg: &mut libc::msghdr, tos: u8, segment: Option<u16>) 
     };
     msg.msg_controllen = space as _;
     // SAFETY: msg_control points at a control buffer of 64 bytes, 8-aligned,
-    // which holds both messages (at most 40 bytes); CMSG_FIRSTHDR/NXTHDR
+    // which holds both messages (48 bytes); CMSG_FIRSTHDR/NXTHDR
     // walk inside the msg_controllen set above, and each value is written
     // unaligned with its declared size.
     unsafe {
@@ -79,8 +79,11 @@ mod tests {
         msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = 64;
         let len = write_tos_segment(&mut msg, 0x02, Some(1450));
-        // CMSG_SPACE(4) + CMSG_SPACE(2) = 16 + 4 → 24, + 16 + 2 → 24: 40.
-        assert_eq!(len, 40);
+        // On x86_64 a cmsghdr is 16 bytes (cmsg_len is a size_t, then
+        // level and type, ints) and data is aligned to 8: CMSG_SPACE(4) =
+        // 16 + 8 = 24 for the int TOS, CMSG_SPACE(2) = 16 + 8 = 24 for the
+        // u16 segment size: 48 in all.
+        assert_eq!(len, 48);
         // The TOS is read back; UDP_SEGMENT is not UDP_GRO, so no size.
         assert_eq!(read_tos_gro(&msg), (0x02, 0));
         let len = write_tos_segment(&mut msg, 0x01, None);
