@@ -206,13 +206,7 @@ struct Reload {
 
 /// CLOCK_MONOTONIC in seconds, the clock of Python's `time.monotonic()`.
 fn monotonic() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec, which `ts` is.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    podwire_io::sys::clock::monotonic().as_secs_f64()
 }
 
 /// What the daemons and the pods' devices counted, and which reloads ran

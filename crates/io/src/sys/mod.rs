@@ -5,6 +5,7 @@
 //! `// SAFETY:` comment; the socket files above build on these.
 
 pub mod bpf;
+pub mod clock;
 pub mod cmsg;
 pub mod mmsg;
 pub mod sockopt;
