@@ -375,6 +375,7 @@ pub fn control(data: &[u8]) {
     assert!(answer.is_empty() || answer.ends_with('\n'), "{answer:?}");
     match control::parse(bytes) {
         Err(refusal) => {
+            let refusal = refusal.answer();
             assert_eq!(answer, refusal);
             assert!(answer.starts_with("error: "), "{answer:?}");
             assert_eq!(answer.matches('\n').count(), 1, "{answer:?}");

@@ -164,12 +164,28 @@ struct NodeArgs {
     underlay_mtu: Option<u16>,
 }
 
-fn check(args: &NodeArgs) -> Result<String, String> {
-    let resources = config::load(&args.config).map_err(|e| e.to_string())?;
+/// Why `podwire check` failed.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error("{0}")]
+    Load(#[from] config::LoadError),
+    #[error("{path}: {source}")]
+    Compile {
+        path: String,
+        source: table::CompileError,
+    },
+}
+
+fn check(args: &NodeArgs) -> Result<String, CheckError> {
+    let resources = config::load(&args.config)?;
     let node_ip = resources.node(&args.node).and_then(|n| n.ip());
     let underlay = daemon::underlay(args.underlay.as_deref(), args.underlay_mtu, node_ip);
-    let tables = table::compile(&resources, &args.node, &underlay)
-        .map_err(|e| format!("{}: {e}", args.config.display()))?;
+    let tables = table::compile(&resources, &args.node, &underlay).map_err(|source| {
+        CheckError::Compile {
+            path: args.config.display().to_string(),
+            source,
+        }
+    })?;
     Ok(tables.report())
 }
 

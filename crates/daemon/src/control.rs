@@ -145,43 +145,57 @@ impl std::fmt::Display for Request {
     }
 }
 
+/// A request the control socket refuses; [`RequestError::answer`] is the
+/// one line sent back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request longer than {} bytes", MAX_REQUEST - 1)]
+    TooLong,
+    #[error("request is not UTF-8")]
+    NotUtf8,
+    #[error("unknown request {0:?} (expected: show <topic> [json])")]
+    UnknownRequest(String),
+    #[error("unknown topic {topic:?} (expected one of: {})", TOPICS.join(", "))]
+    UnknownTopic { topic: String },
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("unexpected {0:?} after the request")]
+    Unexpected(String),
+}
+
+impl RequestError {
+    /// The answer to send back: one line, starting with `error: `.
+    pub fn answer(&self) -> String {
+        format!("error: {self}\n")
+    }
+}
+
 /// Parses what a client sent: the bytes up to the first newline (all of
-/// them without one), at most [`MAX_REQUEST`]. A refusal is the one-line
-/// answer to send back, starting with `error: `.
-pub fn parse(bytes: &[u8]) -> Result<Request, String> {
+/// them without one), at most [`MAX_REQUEST`].
+pub fn parse(bytes: &[u8]) -> Result<Request, RequestError> {
     let line = match bytes.iter().position(|&b| b == b'\n') {
         Some(i) => &bytes[..i],
-        None if bytes.len() >= MAX_REQUEST => {
-            return Err(format!(
-                "error: request longer than {} bytes\n",
-                MAX_REQUEST - 1
-            ));
-        }
+        None if bytes.len() >= MAX_REQUEST => return Err(RequestError::TooLong),
         None => bytes,
     };
-    let Ok(line) = std::str::from_utf8(line) else {
-        return Err("error: request is not UTF-8\n".to_string());
-    };
+    let line = std::str::from_utf8(line).map_err(|_| RequestError::NotUtf8)?;
     let request = line.trim();
     let mut words = request.split_whitespace();
     let (Some("show"), Some(topic)) = (words.next(), words.next()) else {
-        return Err(format!(
-            "error: unknown request {request:?} (expected: show <topic> [json])\n"
-        ));
+        return Err(RequestError::UnknownRequest(request.to_string()));
     };
     let Some(topic) = Topic::ALL.into_iter().find(|t| t.name() == topic) else {
-        return Err(format!(
-            "error: unknown topic {topic:?} (expected one of: {})\n",
-            TOPICS.join(", ")
-        ));
+        return Err(RequestError::UnknownTopic {
+            topic: topic.to_string(),
+        });
     };
     let json = match words.next() {
         None => false,
         Some("json") => true,
-        Some(other) => return Err(format!("error: unknown option {other:?}\n")),
+        Some(other) => return Err(RequestError::UnknownOption(other.to_string())),
     };
     if let Some(extra) = words.next() {
-        return Err(format!("error: unexpected {extra:?} after the request\n"));
+        return Err(RequestError::Unexpected(extra.to_string()));
     }
     Ok(Request { topic, json })
 }
@@ -209,7 +223,7 @@ pub fn render(request: Request, t: &Tables, totals: impl FnOnce() -> Totals) -> 
 pub fn respond(bytes: &[u8], t: &Tables, totals: impl FnOnce() -> Totals) -> String {
     match parse(bytes) {
         Ok(request) => render(request, t, totals),
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.answer(),
     }
 }
 
@@ -308,7 +322,7 @@ mod tests {
             (&long, "error: request longer than 255 bytes"),
         ];
         for (bytes, want) in cases {
-            let got = parse(bytes).expect_err(want);
+            let got = parse(bytes).expect_err(want).answer();
             assert!(got.starts_with(want), "{bytes:?}: {got:?}");
             assert!(
                 got.ends_with('\n') && got.matches('\n').count() == 1,
