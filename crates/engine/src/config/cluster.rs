@@ -51,6 +51,7 @@ pub struct Pool {
     ipip: Option<EncapMode>,
     vxlan: Option<EncapMode>,
     nat_outgoing: Option<bool>,
+    disabled: Option<bool>,
 }
 
 impl Pool {
@@ -63,6 +64,7 @@ impl Pool {
             ipip: None,
             vxlan: None,
             nat_outgoing: None,
+            disabled: None,
         }
     }
 
@@ -75,6 +77,8 @@ impl Pool {
         vxlan: EncapMode;
         /// `spec.natOutgoing`.
         nat_outgoing: bool;
+        /// `spec.disabled`.
+        disabled: bool;
     }
 
     /// Both modes for one of podwire's ways to reach another node: `ipip`
@@ -112,6 +116,16 @@ impl Node {
         Node {
             name: name.into(),
             ipv4: Some(ipv4.into()),
+            vxlan_tunnel: None,
+            vxlan_mac: None,
+        }
+    }
+
+    /// Node `name` with nothing in its spec yet (no address).
+    pub fn bare(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            ipv4: None,
             vxlan_tunnel: None,
             vxlan_mac: None,
         }
@@ -383,8 +397,17 @@ fn render(y: &mut String, d: &Resource) {
                     ("ipipMode", p.ipip.map(|m| mode_name(m).into())),
                     ("vxlanMode", p.vxlan.map(|m| mode_name(m).into())),
                     ("natOutgoing", p.nat_outgoing.map(|b| b.to_string())),
+                    ("disabled", p.disabled.map(|b| b.to_string())),
                 ],
             );
+        }
+        Resource::Node(n)
+            if n.ipv4.is_none() && n.vxlan_tunnel.is_none() && n.vxlan_mac.is_none() =>
+        {
+            head(y, V3, "Node", &n.name, None);
+            // An empty spec, not a null one.
+            y.truncate(y.len() - 1);
+            y.push_str(" {}\n");
         }
         Resource::Node(n) => {
             head(y, V3, "Node", &n.name, None);

@@ -168,7 +168,8 @@ pub fn compile(r: &Resources, node: &str, underlay: &Underlay) -> Result<Tables,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::config::EncapMode::{Always, CrossSubnet, Never};
+    use crate::config::cluster::{Block, ClusterBuilder, Endpoint, Felix, Node, Pool};
     use crate::table::Hop;
 
     fn eth0(mtu: u16) -> Underlay {
@@ -178,61 +179,30 @@ mod tests {
         }
     }
 
-    fn cluster(pool_spec: &str, extra: &str) -> Resources {
-        let text = format!(
-            r#"
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {{name: p}}
-spec: {{cidr: 10.2.0.0/16, {pool_spec}}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: n1}}
-spec: {{bgp: {{ipv4Address: 192.168.33.55/24}}, ipv4VXLANTunnelAddr: 10.2.1.1}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: n2}}
-spec: {{bgp: {{ipv4Address: 192.168.33.57/24}}, ipv4VXLANTunnelAddr: 10.2.2.1}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: n3}}
-spec: {{bgp: {{ipv4Address: 192.168.34.53/24}}, ipv4VXLANTunnelAddr: 10.2.3.1}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: n4}}
-spec: {{}}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {{name: b1}}
-spec: {{cidr: 10.2.1.0/26, affinity: "host:n1"}}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {{name: b2}}
-spec: {{cidr: 10.2.2.0/26, affinity: "host:n2"}}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {{name: b3}}
-spec: {{cidr: 10.2.3.0/26, affinity: "host:n3"}}
----
-apiVersion: crd.projectcalico.org/v1
-kind: IPAMBlock
-metadata: {{name: b4}}
-spec: {{cidr: 10.2.4.0/26}}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {{name: w1}}
-spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
-{extra}"#
-        );
-        parse(&text).unwrap()
+    /// Pool `p` (10.2.0.0/16) with `modes`; n1 and n2 on 192.168.33.0/24,
+    /// n3 in another subnet, n4 with nothing in its spec; blocks of n1–n3
+    /// and one without affinity; a workload with two addresses on n1.
+    fn cluster(modes: impl FnOnce(Pool) -> Pool, felix: Option<Felix>) -> Resources {
+        let mut c = ClusterBuilder::new()
+            .with(modes(Pool::new("p", "10.2.0.0/16")))
+            .with(Node::new("n1", "192.168.33.55/24").vxlan_tunnel("10.2.1.1"))
+            .with(Node::new("n2", "192.168.33.57/24").vxlan_tunnel("10.2.2.1"))
+            .with(Node::new("n3", "192.168.34.53/24").vxlan_tunnel("10.2.3.1"))
+            .with(Node::bare("n4"))
+            .with(Block::new("10.2.1.0/26").host("n1").named("b1"))
+            .with(Block::new("10.2.2.0/26").host("n2").named("b2"))
+            .with(Block::new("10.2.3.0/26").host("n3").named("b3"))
+            .with(Block::new("10.2.4.0/26").named("b4"))
+            .with(
+                Endpoint::new("n1", "cali1", "10.2.1.5")
+                    .ip("10.2.1.6")
+                    .named("w1")
+                    .namespace(None),
+            );
+        if let Some(f) = felix {
+            c = c.with(f);
+        }
+        c.resources().unwrap()
     }
 
     fn hop(t: &Tables, ip: [u8; 4]) -> Option<Hop> {
@@ -241,7 +211,7 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
 
     #[test]
     fn crosssubnet_vxlan_is_direct_within_the_subnet() {
-        let r = cluster("vxlanMode: CrossSubnet", "");
+        let r = cluster(|p| p.vxlan(CrossSubnet), None);
         let t = compile(&r, "n1", &eth0(1500)).unwrap();
         assert_eq!(
             hop(&t, [10, 2, 2, 9]),
@@ -271,7 +241,7 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
 
     #[test]
     fn crosssubnet_ipip_and_always_and_never() {
-        let r = cluster("ipipMode: CrossSubnet", "");
+        let r = cluster(|p| p.ipip(CrossSubnet), None);
         let t = compile(&r, "n1", &eth0(1500)).unwrap();
         assert_eq!(
             hop(&t, [10, 2, 2, 9]),
@@ -289,14 +259,14 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
             t.neigh().is_empty() && t.fdb().is_empty(),
             "no VXLAN pool, no VTEPs"
         );
-        let t = compile(&cluster("ipipMode: Always", ""), "n1", &eth0(1500)).unwrap();
+        let t = compile(&cluster(|p| p.ipip(Always), None), "n1", &eth0(1500)).unwrap();
         assert_eq!(
             hop(&t, [10, 2, 2, 9]),
             Some(Hop::Ipip {
                 node: [192, 168, 33, 57].into()
             })
         );
-        let t = compile(&cluster("ipipMode: Never", ""), "n1", &eth0(1500)).unwrap();
+        let t = compile(&cluster(|p| p.ipip(Never), None), "n1", &eth0(1500)).unwrap();
         assert_eq!(
             hop(&t, [10, 2, 3, 9]),
             Some(Hop::Direct {
@@ -309,7 +279,7 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
     fn disabled_pools_are_still_routed() {
         // `disabled` stops new allocations; existing blocks keep their routes.
         let t = compile(
-            &cluster("ipipMode: Always, disabled: true", ""),
+            &cluster(|p| p.ipip(Always).disabled(true), None),
             "n1",
             &eth0(1500),
         )
@@ -324,7 +294,7 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
 
     #[test]
     fn peers_mtus_and_endpoints() {
-        let t = compile(&cluster("vxlanMode: Always", ""), "n1", &eth0(9000)).unwrap();
+        let t = compile(&cluster(|p| p.vxlan(Always), None), "n1", &eth0(9000)).unwrap();
         let peers: Vec<_> = t.peers().map(|p| p.to_string()).collect();
         assert_eq!(
             peers,
@@ -354,14 +324,23 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
                 port: 4789
             }
         );
-        let t = compile(&cluster("ipipMode: Always", ""), "n1", &eth0(1500)).unwrap();
+        let t = compile(&cluster(|p| p.ipip(Always), None), "n1", &eth0(1500)).unwrap();
         assert_eq!(t.endpoints()[0].mtu, 1480, "IPIP pool: IPIP MTU");
     }
 
     #[test]
     fn felix_configuration_sets_vni_port_and_mtus() {
-        let felix = "---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {vxlanVNI: 77, vxlanPort: 8472, vxlanMTU: 1400, ipipMTU: 1410}";
-        let t = compile(&cluster("vxlanMode: Always", felix), "n1", &eth0(1500)).unwrap();
+        let felix = Felix::new("default")
+            .vni(77)
+            .port(8472)
+            .vxlan_mtu(1400)
+            .ipip_mtu(1410);
+        let t = compile(
+            &cluster(|p| p.vxlan(Always), Some(felix)),
+            "n1",
+            &eth0(1500),
+        )
+        .unwrap();
         assert_eq!(
             t.vxlan(),
             VxlanParams {
@@ -381,8 +360,19 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
 
     #[test]
     fn a_slash_32_block_is_its_workload_route() {
-        let text = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.2.0.0/16, blockSize: 32}\n---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 192.168.33.55/24}}\n---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {name: b1}\nspec: {cidr: 10.2.36.68/32, affinity: \"host:n1\"}\n---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata: {name: b2}\nspec: {cidr: 10.2.36.69/32, affinity: \"host:n1\"}\n---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1}\nspec: {node: n1, interfaceName: cali1, ipNetworks: [10.2.36.68/32]}";
-        let t = compile(&parse(text).unwrap(), "n1", &eth0(1500)).unwrap();
+        let r = ClusterBuilder::new()
+            .with(Pool::new("p", "10.2.0.0/16").block_size(32))
+            .with(Node::new("n1", "192.168.33.55/24"))
+            .with(Block::new("10.2.36.68/32").host("n1").named("b1"))
+            .with(Block::new("10.2.36.69/32").host("n1").named("b2"))
+            .with(
+                Endpoint::new("n1", "cali1", "10.2.36.68")
+                    .named("w1")
+                    .namespace(None),
+            )
+            .resources()
+            .unwrap();
+        let t = compile(&r, "n1", &eth0(1500)).unwrap();
         assert_eq!(
             t.routes_text(),
             "10.2.36.68 dev cali1 scope link\nblackhole 10.2.36.69\n"
@@ -391,7 +381,7 @@ spec: {{node: n1, interfaceName: cali1, ipNetworks: [10.2.1.5/32, 10.2.1.6/32]}}
 
     #[test]
     fn compile_errors() {
-        let r = cluster("vxlanMode: Always", "");
+        let r = cluster(|p| p.vxlan(Always), None);
         assert_eq!(
             compile(&r, "n9", &eth0(1500)).unwrap_err().to_string(),
             "node \"n9\" is not in the configuration (nodes: n1, n2, n3, n4)"
