@@ -133,7 +133,7 @@ fn hop(via: Via) -> Hop {
         Via::Blackhole => Hop::Blackhole,
         Via::Ipip { gw } => Hop::Ipip { node: gw },
         Via::Direct { gw } => Hop::Direct { gw },
-        Via::Vxlan { .. } => unreachable!("no VXLAN routes in these tables"),
+        Via::Vxlan { .. } | Via::VxlanLink => unreachable!("no VXLAN routes in these tables"),
     }
 }
 

@@ -205,6 +205,12 @@ pub struct IpamBlock {
     /// The node named by `spec.affinity: host:<node>`; `None` for a block
     /// with no host affinity.
     pub node: Option<String>,
+    /// Addresses of this block allocated to a pod on another node than the
+    /// block's (borrowed IPs), with that node: from `spec.allocations` and
+    /// the `secondary.node` of their `spec.attributes`, as libcalico-go's
+    /// `AllocationBlock.NonAffineAllocations` reads them
+    /// (`libcalico-go/lib/backend/model/block.go`).
+    pub borrowed: Vec<(Ipv4Addr, String)>,
 }
 
 /// A `WorkloadEndpoint`.

@@ -341,14 +341,13 @@ fn node(cx: &Ctx, raw: Raw<NodeSpec>) -> Result<Node, ConfigError> {
         None => None,
         Some(s) if s.is_empty() => None,
         Some(s) => {
-            if !s.contains('/') {
-                return Err(cx.err(
-                    field,
-                    format!(
-                        "{s:?} has no prefix length (Calico gives the node IP with its subnet, like 192.168.33.55/24)"
-                    ),
-                ));
-            }
+            // Without a prefix length it is a /32, as Calico's validator
+            // accepts it (then every other node is in another subnet).
+            let s = if s.contains('/') {
+                s
+            } else {
+                format!("{}/32", s.trim())
+            };
             Some(ipv4_prefixed(cx, field, &s)?)
         }
     };
@@ -386,6 +385,61 @@ struct BlockSpec {
     cidr: Option<String>,
     affinity: Option<String>,
     deleted: Option<bool>,
+    /// Per address of the block, the index of its attributes, or null
+    /// when the address is free.
+    #[serde(default)]
+    allocations: Vec<Option<usize>>,
+    #[serde(default)]
+    attributes: Vec<BlockAttribute>,
+}
+
+/// `model.AllocationAttribute`: `handle_id` and the active owner's
+/// attributes (`secondary`: node, namespace, pod, timestamp).
+#[derive(Deserialize)]
+struct BlockAttribute {
+    #[serde(default)]
+    secondary: Option<OwnerAttributes>,
+}
+
+/// The owner attributes podwire reads (`node`); the others (namespace,
+/// pod, timestamp, type) are ignored.
+#[derive(Deserialize)]
+struct OwnerAttributes {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// The addresses of block `cidr` allocated to another node than `host`,
+/// with that node, as `AllocationBlock.NonAffineAllocations` finds them:
+/// an allocation whose attributes name no node, or whose index has no
+/// attributes, is skipped (Felix warns and routes nothing for it), and so
+/// is one past the end of the block.
+fn borrowed(
+    cidr: ipnetwork::Ipv4Network,
+    host: Option<&str>,
+    spec: &BlockSpec,
+) -> Vec<(Ipv4Addr, String)> {
+    let base = u32::from(cidr.network());
+    let size = 1u64 << (32 - u32::from(cidr.prefix()));
+    let mut out = Vec::new();
+    for (ordinal, attr) in spec.allocations.iter().enumerate() {
+        let Some(attr) = attr else { continue };
+        if ordinal as u64 >= size {
+            break;
+        }
+        let node = spec
+            .attributes
+            .get(*attr)
+            .and_then(|a| a.secondary.as_ref())
+            .and_then(|s| s.node.as_ref())
+            .filter(|n| !n.is_empty());
+        let Some(node) = node else { continue };
+        if Some(node.as_str()) == host {
+            continue;
+        }
+        out.push((Ipv4Addr::from(base + ordinal as u32), node.clone()));
+    }
+    out
 }
 
 fn ipam_block(cx: &Ctx, raw: Raw<BlockSpec>) -> Result<Option<IpamBlock>, ConfigError> {
@@ -407,11 +461,13 @@ fn ipam_block(cx: &Ctx, raw: Raw<BlockSpec>) -> Result<Option<IpamBlock>, Config
             None => None,
         },
     };
+    let borrowed = borrowed(cidr, node.as_deref(), &spec);
     Ok(Some(IpamBlock {
         at: cx.at,
         name,
         cidr,
         node,
+        borrowed,
     }))
 }
 

@@ -65,6 +65,10 @@ pub enum Via {
     Blackhole,
     /// A remote block over VXLAN: `via <tunnel ip> dev vxlan.calico onlink`.
     Vxlan { gw: Ipv4Addr },
+    /// A remote node's VXLAN tunnel address that no block route of that
+    /// node covers: `<tunnel ip> dev vxlan.calico scope link`, its own
+    /// neighbour entry the next hop.
+    VxlanLink,
     /// A remote block over IPIP: `via <node ip> dev tunl0 onlink`.
     Ipip { gw: Ipv4Addr },
     /// A remote block routed directly: `via <node ip> dev <underlay> onlink`.
@@ -383,6 +387,7 @@ impl TablesBuilder {
                 Via::Ipip { gw } => Hop::Ipip { node: gw },
                 Via::Direct { gw } => Hop::Direct { gw },
                 Via::Vxlan { gw } => self.resolve_vxlan(gw),
+                Via::VxlanLink => self.resolve_vxlan(r.dst.ip()),
             };
             hops.push((r.dst, hop));
         }

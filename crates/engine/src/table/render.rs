@@ -29,6 +29,7 @@ impl Tables {
                 format!("{dst} dev {dev} scope link")
             }
             Via::Vxlan { gw } => format!("{dst} via {gw} dev {VXLAN_DEV} onlink"),
+            Via::VxlanLink => format!("{dst} dev {VXLAN_DEV} scope link"),
             Via::Ipip { gw } => format!("{dst} via {gw} dev {IPIP_DEV} onlink"),
             Via::Direct { gw } => format!("{dst} via {gw} dev {} onlink", self.underlay.name),
         }
@@ -83,6 +84,9 @@ impl Tables {
                             "scope": "link",
                             "flags": [],
                         }),
+                        Via::VxlanLink => {
+                            json!({"dst": dst, "dev": VXLAN_DEV, "scope": "link", "flags": []})
+                        }
                         Via::Vxlan { gw } => {
                             json!({"dst": dst, "gateway": gw.to_string(), "dev": VXLAN_DEV, "flags": ["onlink"]})
                         }
