@@ -324,9 +324,20 @@ struct NodeBgp {
     ipv4_address: Option<String>,
 }
 
+/// One of `spec.addresses`: an address (with or without a prefix length)
+/// and its type (`InternalIP`, `ExternalIP`, `CalicoNodeIP`).
+#[derive(Deserialize)]
+struct NodeAddress {
+    address: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
 #[derive(Deserialize, Default)]
 struct NodeSpec {
     bgp: Option<NodeBgp>,
+    #[serde(default)]
+    addresses: Vec<NodeAddress>,
     #[serde(rename = "ipv4VXLANTunnelAddr")]
     vxlan_tunnel_addr: Option<String>,
     #[serde(rename = "vxlanTunnelMACAddr")]
@@ -337,9 +348,26 @@ fn node(cx: &Ctx, raw: Raw<NodeSpec>) -> Result<Node, ConfigError> {
     let name = cx.name()?;
     let spec = raw.spec.unwrap_or_default();
     let field = "spec.bgp.ipv4Address";
-    let ipv4 = match spec.bgp.and_then(|b| b.ipv4_address) {
+    // Without spec.bgp.ipv4Address, the first IPv4 InternalIP of
+    // spec.addresses, then the first ExternalIP, as Felix falls back
+    // (`FindNodeAddress` in `onNodeUpdate`, felix/calc/l3_route_resolver.go).
+    let fallback = || {
+        ["InternalIP", "ExternalIP"].iter().find_map(|kind| {
+            spec.addresses
+                .iter()
+                .filter(|a| a.kind.as_deref() == Some(*kind))
+                .filter_map(|a| a.address.as_deref())
+                .find(|a| {
+                    a.split('/')
+                        .next()
+                        .is_some_and(|ip| Ipv4Addr::from_str(ip).is_ok())
+                })
+                .map(str::to_string)
+        })
+    };
+    let bgp = spec.bgp.as_ref().and_then(|b| b.ipv4_address.clone());
+    let ipv4 = match bgp.filter(|s| !s.is_empty()).or_else(fallback) {
         None => None,
-        Some(s) if s.is_empty() => None,
         Some(s) => {
             // Without a prefix length it is a /32, as Calico's validator
             // accepts it (then every other node is in another subnet).

@@ -272,6 +272,36 @@ fn overlapping_pools_are_rejected() {
     assert!(r.pools[1].nat_outgoing && r.pools[1].disabled);
 }
 
+/// Without `spec.bgp.ipv4Address`, a Node's address is its first IPv4
+/// InternalIP, else its first IPv4 ExternalIP (Felix's `FindNodeAddress`
+/// fallback in `felix/calc/l3_route_resolver.go`); the BGP address wins.
+#[test]
+fn node_address_falls_back_to_internal_then_external_ip() {
+    let node = |spec: &str| {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: n}}\nspec: {spec}"
+        );
+        parse(&text).unwrap().nodes[0].ipv4
+    };
+    let net = |s: &str| Some(s.parse().unwrap());
+    let both = "addresses: [{address: 'fd00::5', type: InternalIP}, {address: 203.0.113.5, type: ExternalIP}, {address: 10.0.0.5/24, type: InternalIP}]";
+    assert_eq!(node(&format!("{{{both}}}")), net("10.0.0.5/24"));
+    assert_eq!(
+        node("{addresses: [{address: 203.0.113.5, type: ExternalIP}]}"),
+        net("203.0.113.5/32")
+    );
+    assert_eq!(
+        node(&format!(
+            "{{bgp: {{ipv4Address: 192.168.33.55/24}}, {both}}}"
+        )),
+        net("192.168.33.55/24")
+    );
+    assert_eq!(
+        node("{addresses: [{address: 'fd00::5', type: InternalIP}]}"),
+        None
+    );
+}
+
 #[test]
 fn node_address_rules() {
     // Without a prefix length, a /32 (as Calico's validator accepts it).
