@@ -14,7 +14,7 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(ingress egress frag config control)
+  targets=(ingress egress frag config control etcd)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -406,3 +406,75 @@ pub fn control(data: &[u8]) {
         }
     }
 }
+
+/// `etcd`: a key of Calico's etcd datastore and its value, split at the
+/// first newline (a key has none), decoded for k8s-node1.
+///
+/// - neither `layout::parse_key` nor `decode::document` panics;
+/// - a key that is not a resource or a block podwire reads gives no
+///   document, whatever the value; so does another node's WorkloadEndpoint
+///   (dropped by its key, its value never read);
+/// - a document that comes back parses on its own, and is JSON of the kind
+///   the key names (an IPAMBlock for a block key);
+/// - a key built back from what was parsed is the key (for resources and
+///   blocks).
+pub fn etcd(data: &[u8]) {
+    use podwire_etcd::decode::document;
+    use podwire_etcd::layout::{self, Key};
+
+    let (key, value) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(key) = std::str::from_utf8(key) else {
+        return;
+    };
+    let node = crate::LOCAL_NODE;
+    let parsed = layout::parse_key(key);
+    let doc = document(key, value, node);
+    let kind = match parsed {
+        Key::Resource {
+            plural,
+            namespace,
+            name,
+        } => {
+            assert_eq!(layout::resource_key(plural, namespace, name), key);
+            match plural {
+                "workloadendpoints" if !layout::endpoint_is_on(name, node) => None,
+                "ippools" => Some("IPPool"),
+                "nodes" => Some("Node"),
+                "felixconfigurations" => Some("FelixConfiguration"),
+                "workloadendpoints" => Some("WorkloadEndpoint"),
+                _ => None,
+            }
+        }
+        Key::Block(cidr) => {
+            assert_eq!(layout::block_key(cidr), key);
+            Some("IPAMBlock")
+        }
+        Key::Affinity { host, cidr } => {
+            assert_eq!(layout::affinity_key(host, cidr), key);
+            None
+        }
+        Key::Handle(id) => {
+            assert_eq!(layout::handle_key(id), key);
+            None
+        }
+        Key::Other => None,
+    };
+    match (kind, doc) {
+        (None, Ok(d)) => assert!(
+            d.is_none(),
+            "{key}: a document for a key podwire does not read"
+        ),
+        (None, Err(e)) => panic!("{key}: an error for a key podwire does not read: {e}"),
+        (Some(_), Err(_)) => {}
+        (Some(_), Ok(None)) => panic!("{key}: no document for a key podwire reads"),
+        (Some(kind), Ok(Some(d))) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&d).expect("a document that is not JSON");
+            assert_eq!(v["kind"], kind, "{key}");
+            podwire::config::parse_documents(&d).expect("a document that does not parse");
+        }
+    }
+}

@@ -18,6 +18,7 @@ fn run(target: &str, data: &[u8]) {
         "egress" => targets::egress(data),
         "config" => targets::config(data),
         "control" => targets::control(data),
+        "etcd" => targets::etcd(data),
         "frag" => {
             // As libfuzzer-sys feeds a structured target.
             if let Ok(input) = FragInput::arbitrary_take_rest(Unstructured::new(data)) {
@@ -67,6 +68,11 @@ fn egress_seeds() {
 #[test]
 fn config_seeds() {
     replay_corpus("config");
+}
+
+#[test]
+fn etcd_seeds() {
+    replay_corpus("etcd");
 }
 
 #[test]

@@ -47,9 +47,13 @@ const NAMESPACED: [&str; 3] = ["workloadendpoints", "networkpolicies", "networks
 
 /// `a.b.c.d-len`, as block keys write a CIDR (the network address).
 fn block_cidr(s: &str) -> Option<Ipv4Network> {
-    let (ip, len) = s.split_once('-')?;
+    let (ip, len_text) = s.split_once('-')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
+    let len: u8 = len_text.parse().ok()?;
+    // As Go's netip.ParsePrefix: no sign, no leading zero.
+    if len.to_string() != len_text {
+        return None;
+    }
     let net = Ipv4Network::new(ip, len).ok()?;
     (net.network() == ip).then_some(net)
 }
@@ -227,6 +231,8 @@ mod tests {
             "/calico/ipam/v2/assignment/ipv6/block/fd00::-122",
             "/calico/ipam/v2/assignment/ipv4/block/10.2.36.65-26",
             "/calico/ipam/v2/assignment/ipv4/block/10.2.36.64-33",
+            "/calico/ipam/v2/assignment/ipv4/block/10.2.36.64-026",
+            "/calico/ipam/v2/assignment/ipv4/block/10.2.36.64-+26",
             "/calico/ipam/v2/assignment/ipv4/1.2.3.4-26",
             "/calico/ipam/v2/handle/foobar/baz",
             "/calico/ipam/v2/host/foobar/ipv4/block/1.2.3.4-5",
