@@ -39,12 +39,6 @@ pub struct Flow {
 }
 
 impl Flow {
-    #[inline]
-    pub fn add(&self, bytes: usize) {
-        self.packets.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
-    }
-
     fn read(&self) -> FlowCount {
         FlowCount {
             packets: self.packets.load(Relaxed),
@@ -78,44 +72,6 @@ pub enum SuperPacket {
     SentWhole = 0,
     Split = 1,
     ReceivedWhole = 2,
-}
-
-impl WorkerStats {
-    #[inline]
-    pub fn drop(&self, reason: DropReason) {
-        self.drops[reason as usize].fetch_add(1, Relaxed);
-    }
-
-    #[inline]
-    pub fn drops(&self, reason: DropReason, n: usize) {
-        self.drops[reason as usize].fetch_add(n as u64, Relaxed);
-    }
-
-    #[inline]
-    pub fn tx(&self, mode: Mode, bytes: usize) {
-        self.tx[mode as usize].add(bytes);
-    }
-
-    #[inline]
-    pub fn rx(&self, mode: Mode, bytes: usize) {
-        self.rx[mode as usize].add(bytes);
-    }
-
-    #[inline]
-    pub fn batch(&self, packets: usize) {
-        self.batches.fetch_add(1, Relaxed);
-        self.batch_packets.fetch_add(packets as u64, Relaxed);
-    }
-
-    #[inline]
-    pub fn syscalls(&self, n: usize) {
-        self.syscalls.fetch_add(n as u64, Relaxed);
-    }
-
-    #[inline]
-    pub fn super_packet(&self, what: SuperPacket) {
-        self.super_packets[what as usize].fetch_add(1, Relaxed);
-    }
 }
 
 /// A worker's counts for one batch, in plain integers: the packet path adds
@@ -544,14 +500,20 @@ mod tests {
     #[test]
     fn shards_sum_and_print() {
         let w = [WorkerStats::default(), WorkerStats::default()];
-        w[0].tx(Mode::Vxlan, 100);
-        w[1].tx(Mode::Vxlan, 50);
-        w[1].rx(Mode::Ipip, 10);
-        w[0].drop(DropReason::UnknownPeer);
-        w[1].drops(DropReason::UnknownPeer, 2);
-        w[0].batch(3);
-        w[1].batch(1);
-        w[0].syscalls(2);
+        let mut t0 = Tally::default();
+        let mut t1 = Tally::default();
+        t0.tx(Mode::Vxlan, 100);
+        t1.tx(Mode::Vxlan, 50);
+        t1.rx(Mode::Ipip, 10);
+        t0.drop(DropReason::UnknownPeer);
+        t1.drops(DropReason::UnknownPeer, 2);
+        t0.batch(3);
+        t1.batch(1);
+        t0.syscalls(2);
+        w[0].publish(&mut t0);
+        w[1].publish(&mut t1);
+        // Publishing clears the tally: a second publish adds nothing.
+        w[0].publish(&mut t0);
         let t = sum(&w);
         let vx = t.modes.iter().find(|(n, _)| n == "vxlan").unwrap().1;
         assert_eq!(

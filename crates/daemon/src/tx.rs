@@ -83,14 +83,10 @@ impl Tx {
         }
     }
 
-    /// True when the direct-mode socket takes frames after a virtio header.
+    /// True when the direct-mode socket takes frames after a virtio header
+    /// (and so TCP super-packets may go to direct-mode next hops whole).
     pub fn direct_vnet(&self) -> bool {
         self.direct.as_ref().is_some_and(|t| t.vnet())
-    }
-
-    /// True when TCP super-packets may go whole to direct-mode next hops.
-    pub fn direct_takes_super_packets(&self) -> bool {
-        self.direct_vnet()
     }
 
     pub fn queue_delivery(&mut self, to: EndpointId, slot: Slot, whole: bool, bytes: usize) {

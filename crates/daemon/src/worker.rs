@@ -292,7 +292,7 @@ impl Worker {
             return;
         };
         let mut counted = FlowTally::default();
-        let direct_whole = self.tx.direct_takes_super_packets();
+        let direct_whole = self.tx.direct_vnet();
         let mut filled = 0;
         loop {
             // Room for the next read's segments: flush first if there is not.
