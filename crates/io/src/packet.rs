@@ -112,7 +112,7 @@ impl RxBatch for PacketReceiver {
     /// too many prefixes for one program keep every IPv4 frame.
     fn filter_ipv4_destinations(&self, nets: &[(Ipv4Addr, u8)]) -> io::Result<()> {
         match crate::sys::bpf::ipv4_destinations(nets) {
-            Some(prog) => self.sock.attach_filter(&prog),
+            Some(prog) => self.sock.attach_filter(&crate::sys::bpf::to_filters(&prog)),
             None => self.sock.detach_filter().or(Ok(())),
         }
     }

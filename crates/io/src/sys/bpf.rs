@@ -16,10 +16,32 @@ const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 /// Jump offsets are 8 bits: at most this many prefixes in one program.
 pub const MAX_NETS: usize = 80;
 
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+impl Insn {
+    const fn new(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+        Insn { code, jt, jf, k }
+    }
+}
+
+/// The program as the kernel takes it.
+pub fn to_filters(prog: &[Insn]) -> Vec<SockFilter> {
+    prog.iter()
+        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect()
+}
+
 /// The program that accepts IPv4 frames to this host whose destination is
 /// in one of `nets` (address, prefix length), or `None` when there are too
 /// many prefixes for one program (then every frame is taken).
-pub fn ipv4_destinations(nets: &[(Ipv4Addr, u8)]) -> Option<Vec<SockFilter>> {
+pub fn ipv4_destinations(nets: &[(Ipv4Addr, u8)]) -> Option<Vec<Insn>> {
     if nets.len() > MAX_NETS {
         return None;
     }
@@ -28,11 +50,11 @@ pub fn ipv4_destinations(nets: &[(Ipv4Addr, u8)]) -> Option<Vec<SockFilter>> {
     // ld dst; and mask; jeq net → accept.
     let skip = (nets.len() * 3) as u8;
     let mut prog = vec![
-        SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
-        SockFilter::new(JEQ_K, 0, skip + 2, libc::PACKET_HOST as u32),
-        SockFilter::new(LD_H_ABS, 0, 0, 12),
+        Insn::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        Insn::new(JEQ_K, 0, skip + 2, libc::PACKET_HOST as u32),
+        Insn::new(LD_H_ABS, 0, 0, 12),
         // Not IPv4: jump over the 3 instructions per net to the drop.
-        SockFilter::new(JEQ_K, 0, skip, 0x0800),
+        Insn::new(JEQ_K, 0, skip, 0x0800),
     ];
     for (i, (net, len)) in nets.iter().enumerate() {
         let mask = if *len == 0 {
@@ -41,35 +63,107 @@ pub fn ipv4_destinations(nets: &[(Ipv4Addr, u8)]) -> Option<Vec<SockFilter>> {
             u32::MAX << (32 - u32::from((*len).min(32)))
         };
         let left = nets.len() - i - 1;
-        prog.push(SockFilter::new(LD_W_ABS, 0, 0, 14 + 16));
-        prog.push(SockFilter::new(AND_K, 0, 0, mask));
+        prog.push(Insn::new(LD_W_ABS, 0, 0, 14 + 16));
+        prog.push(Insn::new(AND_K, 0, 0, mask));
         // Match: jump over the remaining tests and the drop to accept.
-        prog.push(SockFilter::new(
+        prog.push(Insn::new(
             JEQ_K,
             (left * 3 + 1) as u8,
             0,
             u32::from(*net) & mask,
         ));
     }
-    prog.push(SockFilter::new(RET_K, 0, 0, 0));
-    prog.push(SockFilter::new(RET_K, 0, 0, 0x0004_0000));
+    prog.push(Insn::new(RET_K, 0, 0, 0));
+    prog.push(Insn::new(RET_K, 0, 0, ACCEPT));
     Some(prog)
 }
+
+/// What the program returns to keep a frame: its first 256 KiB.
+const ACCEPT: u32 = 0x0004_0000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Runs `prog` as the kernel's classic BPF interpreter would on an
+    /// Ethernet frame of packet type `pkttype`, for the instructions the
+    /// program uses (BPF(4), filter.txt): returns what `ret` returns.
+    fn run(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
+        let (mut a, mut pc) = (0u32, 0usize);
+        while let Some(i) = prog.get(pc) {
+            pc += 1;
+            match i.code {
+                LD_W_ABS if i.k == SKF_AD_PKTTYPE => a = pkttype,
+                LD_W_ABS => {
+                    let k = i.k as usize;
+                    let Some(b) = frame.get(k..k + 4) else {
+                        return 0;
+                    };
+                    a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                LD_H_ABS => {
+                    let k = i.k as usize;
+                    let Some(b) = frame.get(k..k + 2) else {
+                        return 0;
+                    };
+                    a = u32::from(u16::from_be_bytes([b[0], b[1]]));
+                }
+                AND_K => a &= i.k,
+                JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                RET_K => return i.k,
+                other => panic!("instruction {other:#x} the interpreter does not know"),
+            }
+        }
+        panic!("fell off the end of the program")
+    }
+
+    /// An Ethernet frame (EtherType `ethertype`) carrying an IPv4 header
+    /// to `dst`: the destination is at bytes 30..34 (14 + 16).
+    fn frame(ethertype: u16, dst: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20];
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[14] = 0x45;
+        f[30..34].copy_from_slice(&dst);
+        f
+    }
+
+    const HOST: u32 = libc::PACKET_HOST as u32;
+    const OTHERHOST: u32 = libc::PACKET_OTHERHOST as u32;
+
     #[test]
-    fn one_test_per_prefix_and_jumps_that_land_on_accept_or_drop() {
+    fn takes_ipv4_frames_to_this_host_for_local_prefixes_only() {
         let nets = [
             (Ipv4Addr::new(10, 2, 36, 64), 26),
-            (Ipv4Addr::new(10, 2, 36, 68), 32),
+            (Ipv4Addr::new(10, 2, 99, 7), 32),
         ];
         let prog = ipv4_destinations(&nets).unwrap();
         // 4 header instructions, 3 per prefix, drop, accept.
         assert_eq!(prog.len(), 4 + 3 * 2 + 2);
+        for (dst, want) in [
+            ([10, 2, 36, 64], ACCEPT),
+            ([10, 2, 36, 127], ACCEPT),
+            ([10, 2, 99, 7], ACCEPT),
+            ([10, 2, 36, 128], 0),
+            ([10, 2, 99, 8], 0),
+            ([192, 168, 33, 55], 0),
+        ] {
+            assert_eq!(run(&prog, &frame(0x0800, dst), HOST), want, "{dst:?}");
+        }
+        // Another host's frame (flooded by a bridge), ARP, IPv6: never.
+        assert_eq!(run(&prog, &frame(0x0800, [10, 2, 36, 70]), OTHERHOST), 0);
+        assert_eq!(run(&prog, &frame(0x0806, [10, 2, 36, 70]), HOST), 0);
+        assert_eq!(run(&prog, &frame(0x86dd, [10, 2, 36, 70]), HOST), 0);
+        // No prefixes: nothing; too many for 8-bit jumps: no program.
+        let none = ipv4_destinations(&[]).unwrap();
+        assert_eq!(run(&none, &frame(0x0800, [10, 2, 36, 70]), HOST), 0);
         assert!(ipv4_destinations(&[(Ipv4Addr::UNSPECIFIED, 0); MAX_NETS + 1]).is_none());
-        assert_eq!(ipv4_destinations(&[]).unwrap().len(), 6);
+        // The largest program's jumps still land inside it.
+        let many: Vec<(Ipv4Addr, u8)> = (0..MAX_NETS as u8)
+            .map(|i| (Ipv4Addr::new(10, 3, i, 0), 24))
+            .collect();
+        let prog = ipv4_destinations(&many).unwrap();
+        assert_eq!(run(&prog, &frame(0x0800, [10, 3, 0, 1]), HOST), ACCEPT);
+        assert_eq!(run(&prog, &frame(0x0800, [10, 3, 79, 1]), HOST), ACCEPT);
+        assert_eq!(run(&prog, &frame(0x0800, [10, 3, 80, 1]), HOST), 0);
     }
 }
