@@ -123,16 +123,19 @@ impl ConfigSource for FileSource {
             self.last = Some((stamp, Some(bytes)));
             return Ok(None);
         }
-        let text = String::from_utf8(bytes.clone()).map_err(|e| LoadError::Read {
-            path: path.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        });
+        let parsed = match std::str::from_utf8(&bytes) {
+            Ok(text) => parse(text).map_err(|source| LoadError::Invalid {
+                path,
+                source: Box::new(source),
+            }),
+            Err(e) => Err(LoadError::Read {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+        };
+        // Remembered whether it parses or not: the same bytes are not read again.
         self.last = Some((stamp, Some(bytes)));
-        let resources = parse(&text?).map_err(|source| LoadError::Invalid {
-            path,
-            source: Box::new(source),
-        })?;
-        Ok(Some(resources))
+        Ok(Some(parsed?))
     }
 }
 
