@@ -548,18 +548,22 @@ impl Worker {
                 if gso.is_some() && matches!(v, Verdict::Deliver(_)) {
                     self.tally.super_packet(SuperPacket::ReceivedWhole);
                 }
-                match v {
-                    Verdict::Deliver(_) | Verdict::Drop(_) => self.queue(snap, v, s, gso, mode),
-                    // Ingress delivers or drops; anything else is a bug
-                    // counted, not a panic.
-                    _ => self.tally.drop(DropReason::NotLocal),
-                }
+                self.decapsulated(snap, v, s, gso, mode);
             }
             self.tx.flush_endpoints(snap, &self.pool, &mut self.tally);
             self.shared.workers[self.index].publish(&mut self.tally);
             if n < BATCH {
                 return;
             }
+        }
+    }
+
+    /// Acts on an ingress verdict: ingress delivers or drops; anything else
+    /// would be a bug, counted, not a panic.
+    fn decapsulated(&mut self, snap: &Snapshot, v: Verdict, s: Slot, gso: Option<Gso>, mode: Mode) {
+        match v {
+            Verdict::Deliver(_) | Verdict::Drop(_) => self.queue(snap, v, s, gso, mode),
+            _ => self.tally.drop(DropReason::NotLocal),
         }
     }
 
@@ -571,10 +575,7 @@ impl Worker {
             let mut pkt = Packet::new(self.pool.buf(i), HEADROOM + at, len);
             let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
             let s = slot(i, &pkt);
-            match v {
-                Verdict::Deliver(_) | Verdict::Drop(_) => self.queue(snap, v, s, None, Mode::Vxlan),
-                _ => self.tally.drop(DropReason::NotLocal),
-            }
+            self.decapsulated(snap, v, s, None, Mode::Vxlan);
             at += len;
         }
     }
