@@ -67,6 +67,20 @@ fn kernel_pod(lab: &mut Lab, node: &str, mtu: &str) -> String {
     ok(lab.veth_pod(node, "pb", pod))
 }
 
+/// Pod `pa` on the podwire node and `pb` on the kernel node `b`: pings
+/// both ways while `b`'s underlay is captured into `pcap` (returned), then
+/// 20 MB each way checked by SHA-256 (ports `port` and `port + 1`).
+fn both_ways(lab: &mut Lab, b: &str, pa: &str, pb: &str, pcap: &str, port: u16) -> PathBuf {
+    let pcap = lab.dir.join(pcap);
+    capture(lab, b, "eth0", &pcap, "tcpdump");
+    ping(lab, pa, "10.2.169.138", 5);
+    ping(lab, pb, "10.2.36.68", 5);
+    stop_capture(lab, "tcpdump");
+    transfer(lab, pa, pb, "10.2.169.138", 20, port);
+    transfer(lab, pb, pa, "10.2.36.68", 20, port + 1);
+    pcap
+}
+
 #[test]
 fn vxlan_with_a_kernel_node() {
     if root_or_skip("vxlan_with_a_kernel_node") {
@@ -102,14 +116,7 @@ fn kernel_interop(podwire_flags: &[&str]) {
     let pa = lab.pod("pa", &a, "cali1a", "10.2.36.68");
     let pb = kernel_node(&mut lab, &b);
 
-    let pcap = lab.dir.join("vxlan.pcap");
-    capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
-    ping(&lab, &pa, "10.2.169.138", 5);
-    ping(&lab, &pb, "10.2.36.68", 5);
-    stop_capture(&mut lab, "tcpdump");
-
-    transfer(&mut lab, &pa, &pb, "10.2.169.138", 20, 6001);
-    transfer(&mut lab, &pb, &pa, "10.2.36.68", 20, 6002);
+    let pcap = both_ways(&mut lab, &b, &pa, &pb, "vxlan.pcap", 6001);
 
     // Every field of what podwire sent, as tshark's dissectors read it.
     let rows = tshark(
@@ -197,13 +204,7 @@ fn direct_with_a_kernel_node() {
     ok(kernel::direct_node(&lab, &b, NODES[0]));
     let pb = kernel_pod(&mut lab, &b, "1500");
 
-    let pcap = lab.dir.join("direct.pcap");
-    capture(&mut lab, &b, "eth0", &pcap, "tcpdump");
-    ping(&lab, &pa, "10.2.169.138", 5);
-    ping(&lab, &pb, "10.2.36.68", 5);
-    stop_capture(&mut lab, "tcpdump");
-    transfer(&mut lab, &pa, &pb, "10.2.169.138", 20, 6003);
-    transfer(&mut lab, &pb, &pa, "10.2.36.68", 20, 6004);
+    let pcap = both_ways(&mut lab, &b, &pa, &pb, "direct.pcap", 6003);
 
     let mac_a = lab.must_exec(&a, &["cat", "/sys/class/net/eth0/address"]);
     let mac_b = lab.must_exec(&b, &["cat", "/sys/class/net/eth0/address"]);
