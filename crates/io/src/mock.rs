@@ -13,7 +13,7 @@ use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::batch::{Received, RxBatch, SendReport, TxBatch};
 use crate::tun::Location;
@@ -60,20 +60,6 @@ impl Wire {
         let d = self.take(timeout)?;
         let dst = Ipv4Addr::new(d[0], d[1], d[2], d[3]);
         Some((dst, d.get(META..)?.to_vec()))
-    }
-
-    /// Everything waiting within `timeout` of the last datagram.
-    pub fn drain(&self, timeout: Duration) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + timeout;
-        while let Some(d) = self.take(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        ) {
-            out.push(d);
-        }
-        out
     }
 }
 

@@ -75,11 +75,6 @@ impl FileSource {
             last: None,
         }
     }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl ConfigSource for FileSource {
