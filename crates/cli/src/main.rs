@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use podwire::config;
 use podwire::table;
 use podwire_daemon::{self as daemon, control};
+use podwire_etcd::settings::{self, Datastore, SettingsError};
+use podwire_etcd::source;
 
 /// The control socket when `--control` is not given.
 const DEFAULT_CONTROL: &str = "/run/podwire/podwire.sock";
@@ -151,8 +153,10 @@ struct NodeArgs {
     /// Calico resources: a multi-document YAML file (IPPool, Node, IPAMBlock,
     /// WorkloadEndpoint, FelixConfiguration), as `calicoctl get -o yaml` prints them.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// The local node: the `metadata.name` of one of the file's Node resources.
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    datastore: DatastoreArgs,
+    /// The local node: the `metadata.name` of one of the Node resources.
     #[arg(long, value_name = "NAME")]
     node: String,
     /// The underlay device [default: the interface holding the node's IP in
@@ -164,11 +168,60 @@ struct NodeArgs {
     underlay_mtu: Option<u16>,
 }
 
+/// Calico's etcdv3 datastore; each flag overrides the environment variable
+/// calicoctl reads.
+#[derive(clap::Args, Debug)]
+struct DatastoreArgs {
+    /// Where the resources come from: `file` (--config) or `etcdv3`
+    /// [env: DATASTORE_TYPE; default: file when --config is given].
+    #[arg(long, value_name = "TYPE", value_parser = ["file", "etcdv3"])]
+    datastore: Option<String>,
+    /// etcd's client URLs, tried in turn [env: ETCD_ENDPOINTS].
+    #[arg(long, value_name = "URL[,URL...]")]
+    etcd_endpoints: Option<String>,
+    /// The CA certificate that signed etcd's (PEM) [env: ETCD_CA_CERT_FILE].
+    #[arg(long, value_name = "FILE")]
+    etcd_ca_cert_file: Option<PathBuf>,
+    /// A client certificate (PEM) [env: ETCD_CERT_FILE].
+    #[arg(long, value_name = "FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// Its key (PEM) [env: ETCD_KEY_FILE].
+    #[arg(long, value_name = "FILE")]
+    etcd_key_file: Option<PathBuf>,
+    /// etcd user [env: ETCD_USERNAME].
+    #[arg(long, value_name = "NAME")]
+    etcd_username: Option<String>,
+    /// Its password [env: ETCD_PASSWORD].
+    #[arg(long, value_name = "PASSWORD")]
+    etcd_password: Option<String>,
+}
+
+impl DatastoreArgs {
+    /// The datastore these flags, `--config` and the environment ask for.
+    fn resolve(&self, config_given: bool) -> Result<Datastore, SettingsError> {
+        let flags = settings::Flags {
+            datastore: self.datastore.clone(),
+            config_given,
+            endpoints: self.etcd_endpoints.clone(),
+            ca_cert_file: self.etcd_ca_cert_file.clone(),
+            cert_file: self.etcd_cert_file.clone(),
+            key_file: self.etcd_key_file.clone(),
+            username: self.etcd_username.clone(),
+            password: self.etcd_password.clone(),
+        };
+        settings::resolve(&flags, |k| std::env::var(k).ok())
+    }
+}
+
 /// Why `podwire check` failed.
 #[derive(Debug, thiserror::Error)]
 enum CheckError {
     #[error("{0}")]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
     Load(#[from] config::LoadError),
+    #[error("{0}")]
+    Etcd(#[from] podwire_etcd::client::Error),
     #[error("{path}: {source}")]
     Compile {
         path: String,
@@ -176,17 +229,47 @@ enum CheckError {
     },
 }
 
+/// The resources `args` name, and what to call them in messages.
+fn read(args: &NodeArgs) -> Result<(config::Resources, String), CheckError> {
+    match args.datastore.resolve(args.config.is_some())? {
+        Datastore::File => {
+            let path = args.config.clone().unwrap_or_default();
+            Ok((config::load(&path)?, path.display().to_string()))
+        }
+        Datastore::Etcd(s) => {
+            let r = source::read_once(&s, &args.node)?;
+            for (key, e) in &r.rejected {
+                eprintln!("podwire: warning: {key}: left out: {e}");
+            }
+            for (key, e) in &r.assembled.left_out {
+                eprintln!("podwire: warning: {key}: left out: {e}");
+            }
+            let what = format!("{} (revision {})", r.endpoint, r.revision);
+            Ok((r.assembled.resources, what))
+        }
+    }
+}
+
 fn check(args: &NodeArgs) -> Result<String, CheckError> {
-    let resources = config::load(&args.config)?;
+    let (resources, what) = read(args)?;
     let node_ip = resources.node(&args.node).and_then(|n| n.ip());
     let underlay = daemon::underlay(args.underlay.as_deref(), args.underlay_mtu, node_ip);
-    let tables = table::compile(&resources, &args.node, &underlay).map_err(|source| {
-        CheckError::Compile {
-            path: args.config.display().to_string(),
-            source,
-        }
-    })?;
+    let tables = table::compile(&resources, &args.node, &underlay)
+        .map_err(|source| CheckError::Compile { path: what, source })?;
     Ok(tables.report())
+}
+
+/// The source `podwire run` reads.
+fn source_for(args: &NodeArgs) -> Result<Box<dyn config::ConfigSource>, String> {
+    match args.datastore.resolve(args.config.is_some()) {
+        Ok(Datastore::File) => Ok(Box::new(config::FileSource::new(
+            args.config.clone().unwrap_or_default(),
+        ))),
+        Ok(Datastore::Etcd(s)) => source::EtcdSource::new(s, args.node.clone())
+            .map(|s| Box::new(s) as Box<dyn config::ConfigSource>)
+            .map_err(|e| format!("cannot start the etcd client's thread: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn init_logging() {
@@ -226,8 +309,14 @@ fn main() -> ExitCode {
             no_packet_gso,
         } => {
             init_logging();
+            let source = match source_for(&node) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("podwire: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let opts = daemon::Options {
-                config: node.config,
                 node: node.node,
                 underlay: node.underlay,
                 underlay_mtu: node.underlay_mtu,
@@ -238,7 +327,7 @@ fn main() -> ExitCode {
                 udp_segment: !no_udp_segment,
                 packet_gso: !no_tun_offload && !no_packet_gso,
             };
-            match daemon::run(opts) {
+            match daemon::run(opts, source) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podwire: error: {e}");

@@ -33,7 +33,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use mio::Waker;
 
-use podwire::config::{self, ConfigSource, FileSource, Resources};
+use podwire::config::{self, ConfigSource, Resources};
 use podwire::table::{self, NextHops, Tables, Underlay};
 use podwire_io::ip_raw::{IpRawSender, IpipReceiver};
 use podwire_io::packet::{PacketReceiver, PacketSender};
@@ -49,7 +49,6 @@ pub use reload::Daemon;
 /// How the daemon was asked to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub config: PathBuf,
     pub node: String,
     /// `None`: the interface holding the node IP.
     pub underlay: Option<String>,
@@ -120,6 +119,8 @@ pub struct Shared {
     /// every older snapshot and removed endpoint).
     pub worker_generations: Vec<AtomicU64>,
     pub offloads: stats::Offloads,
+    /// The datastore's state, for a source that has one.
+    pub source_status: Option<Arc<config::SourceStatus>>,
 }
 
 impl Shared {
@@ -130,6 +131,7 @@ impl Shared {
         t.uptime_seconds = self.started.elapsed().as_secs();
         t.reloads = self.reloads.load(Ordering::Relaxed);
         t.reloads_rejected = self.reloads_rejected.load(Ordering::Relaxed);
+        t.datastore = self.source_status.as_ref().map(|s| s.state());
         let snap = self.snapshot.load();
         for (ep, info) in snap.endpoints.iter().zip(snap.tables.endpoints()) {
             let (from, to) = stats::endpoint_totals(&ep.stats);
@@ -257,8 +259,9 @@ fn snapshot(
     })
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub fn run(opts: Options) -> Result<(), StartError> {
+/// Runs the daemon on the resources `source` gives until SIGINT or
+/// SIGTERM. Forwarding starts once the source's first snapshot compiled.
+pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), StartError> {
     let threads = opts.threads.max(1);
     // Before touching anything another daemon may own.
     if control::in_use(&opts.control) {
@@ -272,7 +275,6 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     let state_path = state::path_for(&opts.control);
     let previous = state::load(&state_path).unwrap_or_default();
-    let mut source: Box<dyn ConfigSource> = Box::new(FileSource::new(&opts.config));
     let resources = source
         .poll(true)?
         .ok_or_else(|| config::SourceError::Nothing(source.describe()))?;
@@ -424,6 +426,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         neigh_waker: std::sync::OnceLock::new(),
         state_thread: std::sync::OnceLock::new(),
         offloads,
+        source_status: source.status(),
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(StartError::thread("neighbour refresher"))?;
@@ -446,6 +449,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             .map_err(StartError::thread(format!("thread of worker {i}")))?;
         handles.push(h);
     }
+    let described = source.describe();
     let daemon = Arc::new(Daemon {
         opts: opts.clone(),
         shared: Arc::clone(&shared),
@@ -476,7 +480,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     for signal in signals.forever() {
         match signal {
             signal_hook::consts::SIGHUP => {
-                tracing::info!("SIGHUP: reloading {}", opts.config.display());
+                tracing::info!("SIGHUP: reloading {described}");
                 daemon.hup.store(true, Ordering::Relaxed);
                 watcher.thread().unpark();
             }

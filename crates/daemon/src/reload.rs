@@ -6,8 +6,9 @@
 //! log line, and the running snapshot is kept.
 //!
 //! A watcher thread asks the source once a second (a file source only reads
-//! the file when its stamp changed) and at once on SIGHUP; the source gives
-//! each change once, so a write followed by SIGHUP is one reload.
+//! the file when its stamp changed), at once on SIGHUP, and at once when the
+//! source says it has a change (a datastore watch); the source gives each
+//! change once, so a write followed by SIGHUP is one reload.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,6 +132,12 @@ pub(crate) fn start_watcher(daemon: Arc<Daemon>) -> std::io::Result<JoinHandle<(
     std::thread::Builder::new()
         .name("podwire-config".into())
         .spawn(move || {
+            let me = std::thread::current();
+            daemon
+                .source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_notify(Arc::new(move || me.unpark()));
             while !daemon.shared.stop.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_secs(1));
                 if daemon.shared.stop.load(Ordering::Relaxed) {

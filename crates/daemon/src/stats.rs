@@ -266,6 +266,8 @@ pub struct Totals {
     pub workers: usize,
     pub reloads: u64,
     pub reloads_rejected: u64,
+    /// The datastore's state, when the resources come from one.
+    pub datastore: Option<podwire::config::SourceState>,
     pub modes: Vec<(String, ModeTotals)>,
     pub drops: Vec<(String, u64)>,
     pub batches: u64,
@@ -343,6 +345,29 @@ impl Totals {
             "uptime {}s, {} worker(s), {} reload(s), {} rejected",
             self.uptime_seconds, self.workers, self.reloads, self.reloads_rejected
         );
+        if let Some(d) = &self.datastore {
+            let _ = writeln!(
+                s,
+                "datastore {} {}: {}, {}, revision {}, {} event(s), {} relist(s), {} value(s) rejected, {} failed connection(s){}",
+                d.kind,
+                d.endpoint,
+                if d.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
+                if d.in_sync { "in sync" } else { "not in sync" },
+                d.revision,
+                d.events,
+                d.relists,
+                d.values_rejected,
+                d.connect_failures,
+                d.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
         let on = |b: bool| if b { "on" } else { "off" };
         let _ = writeln!(
             s,
@@ -489,6 +514,61 @@ impl Totals {
             "podwire_reloads_total{{result=\"rejected\"}} {}",
             self.reloads_rejected
         );
+        if let Some(d) = &self.datastore {
+            let gauges: [(&str, &str, i64); 3] = [
+                (
+                    "connected",
+                    "1 while connected to a datastore member.",
+                    i64::from(d.connected),
+                ),
+                (
+                    "in_sync",
+                    "1 while the tables are those of the datastore's last read and its watch runs.",
+                    i64::from(d.in_sync),
+                ),
+                (
+                    "revision",
+                    "The datastore revision of the resources held.",
+                    d.revision,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                let _ = writeln!(s, "# HELP podwire_datastore_{name} {help}");
+                let _ = writeln!(s, "# TYPE podwire_datastore_{name} gauge");
+                let _ = writeln!(s, "podwire_datastore_{name}{{kind=\"{}\"}} {v}", d.kind);
+            }
+            let counters: [(&str, &str, u64); 4] = [
+                (
+                    "events",
+                    "Changes received from the datastore's watch.",
+                    d.events,
+                ),
+                (
+                    "relists",
+                    "Full reads of the datastore after the first.",
+                    d.relists,
+                ),
+                (
+                    "values_rejected",
+                    "Datastore values left out because they do not parse or validate.",
+                    d.values_rejected,
+                ),
+                (
+                    "connect_failures",
+                    "Failed attempts to reach a datastore member.",
+                    d.connect_failures,
+                ),
+            ];
+            for (name, help, v) in counters {
+                let _ = writeln!(s, "# HELP podwire_datastore_{name}_total {help}");
+                let _ = writeln!(s, "# TYPE podwire_datastore_{name}_total counter");
+                let _ = writeln!(
+                    s,
+                    "podwire_datastore_{name}_total{{kind=\"{}\"}} {v}",
+                    d.kind
+                );
+            }
+        }
         s
     }
 }

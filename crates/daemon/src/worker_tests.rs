@@ -98,6 +98,7 @@ impl Harness {
             state_thread: std::sync::OnceLock::new(),
             worker_generations: vec![AtomicU64::new(0)],
             offloads: Offloads::default(),
+            source_status: None,
         });
         let (vx, vxlan_in) = mock::rx().unwrap();
         let (ip, ipip_in) = mock::rx().unwrap();

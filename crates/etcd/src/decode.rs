@@ -11,7 +11,7 @@
 //! and handle keys are IPAM's business (the CNI plugin's), and every other
 //! key is ignored.
 
-use podwire::config::parse_documents;
+use podwire::config::{Resources, parse_documents};
 
 use crate::layout::{self, Key};
 
@@ -44,17 +44,40 @@ fn kind_of(plural: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether node `node` needs the value of `key`: the kinds it reads, and
+/// of the WorkloadEndpoints only its own (told by the key alone).
+pub fn wanted(key: &str, node: &str) -> bool {
+    match layout::parse_key(key) {
+        Key::Resource { plural, name, .. } => {
+            kind_of(plural).is_some()
+                && (plural != "workloadendpoints" || layout::endpoint_is_on(name, node))
+        }
+        Key::Block(_) => true,
+        Key::Affinity { .. } | Key::Handle(_) | Key::Other => false,
+    }
+}
+
 /// The document for `key` and `value` as node `node` needs it, or `None`
 /// for a key it does not need.
 pub fn document(key: &str, value: &[u8], node: &str) -> Result<Option<String>, DecodeError> {
+    Ok(parsed(key, value, node)?.map(|(text, _)| text))
+}
+
+/// The resources `key` and `value` hold for node `node` (one, or none for
+/// a key it does not need), parsed on their own.
+pub fn resources(key: &str, value: &[u8], node: &str) -> Result<Option<Resources>, DecodeError> {
+    Ok(parsed(key, value, node)?.map(|(_, r)| r))
+}
+
+fn parsed(key: &str, value: &[u8], node: &str) -> Result<Option<(String, Resources)>, DecodeError> {
+    if !wanted(key, node) {
+        return Ok(None);
+    }
     let doc = match layout::parse_key(key) {
-        Key::Resource { plural, name, .. } => {
+        Key::Resource { plural, .. } => {
             let Some(expected) = kind_of(plural) else {
                 return Ok(None);
             };
-            if plural == "workloadendpoints" && !layout::endpoint_is_on(name, node) {
-                return Ok(None);
-            }
             let v = json(value)?;
             let found = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
             if found != expected {
@@ -78,8 +101,8 @@ pub fn document(key: &str, value: &[u8], node: &str) -> Result<Option<String>, D
     };
     let text = doc.to_string();
     // Each value on its own, so that one bad value is left out, not the read.
-    parse_documents(&text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
-    Ok(Some(text))
+    let r = parse_documents(&text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    Ok(Some((text, r)))
 }
 
 fn json(value: &[u8]) -> Result<serde_json::Value, DecodeError> {

@@ -25,7 +25,8 @@ use ipnetwork::Ipv4Network;
 use crate::wire::MacAddr;
 
 pub use parse::parse_documents;
-pub use source::{ConfigSource, FileSource, SourceError};
+pub use source::{ConfigSource, FileSource, Notify, SourceError, SourceState, SourceStatus};
+pub use validate::validate;
 
 /// Where a resource stood in the input: 1-based document index, and the
 /// 1-based item index when the document was a `List`.
@@ -110,6 +111,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Where the resource the error is about stood.
+    pub fn at(&self) -> Loc {
+        match self {
+            ConfigError::Yaml { at, .. }
+            | ConfigError::Document { at, .. }
+            | ConfigError::Field { at, .. } => *at,
+        }
+    }
+
     /// An error about a field of one resource.
     pub fn field(
         at: Loc,
@@ -264,6 +274,52 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// Adds `other`'s resources, as if they stood in document `doc` (a
+    /// datastore source assembles its snapshot from one parsed value per
+    /// key, and names the key of a document an error is about).
+    pub fn append(&mut self, other: &Resources, doc: usize) {
+        let at = |mut l: Loc| {
+            l.doc = doc;
+            l
+        };
+        self.pools.extend(other.pools.iter().map(|r| IpPool {
+            at: at(r.at),
+            ..r.clone()
+        }));
+        self.nodes.extend(other.nodes.iter().map(|r| Node {
+            at: at(r.at),
+            ..r.clone()
+        }));
+        self.blocks.extend(other.blocks.iter().map(|r| IpamBlock {
+            at: at(r.at),
+            ..r.clone()
+        }));
+        self.endpoints
+            .extend(other.endpoints.iter().map(|r| WorkloadEndpoint {
+                at: at(r.at),
+                ..r.clone()
+            }));
+        self.felix
+            .extend(other.felix.iter().map(|r| FelixConfiguration {
+                at: at(r.at),
+                ..r.clone()
+            }));
+    }
+
+    /// How many resources there are.
+    pub fn len(&self) -> usize {
+        self.pools.len()
+            + self.nodes.len()
+            + self.blocks.len()
+            + self.endpoints.len()
+            + self.felix.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)

@@ -1,9 +1,12 @@
 //! Where a node's Calico resources come from. The daemon asks a
 //! [`ConfigSource`] for snapshots of [`Resources`] and compiles each one
-//! into tables; it does not know whether they came from a file or (next)
-//! Calico's etcd datastore.
+//! into tables; it does not know whether they came from a file or from
+//! Calico's etcd datastore (the `podwire-etcd` crate).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
 use super::{LoadError, Resources, parse};
@@ -23,6 +26,102 @@ pub trait ConfigSource: Send {
     /// costs little and the same change is never applied or rejected twice.
     /// `force` looks even where nothing suggests a change (SIGHUP).
     fn poll(&mut self, force: bool) -> Result<Option<Resources>, SourceError>;
+
+    /// Called once by whoever polls: a source that learns of changes by
+    /// itself (a datastore watch) calls `notify` when it has one, so that it
+    /// is polled at once instead of at the next tick.
+    fn set_notify(&mut self, notify: Notify) {
+        let _ = notify;
+    }
+
+    /// The source's state for `podwire show stats` and the metrics, where
+    /// it has one worth showing (a datastore connection).
+    fn status(&self) -> Option<Arc<SourceStatus>> {
+        None
+    }
+}
+
+/// What a source calls when it has a change to give.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// A datastore source's state, updated by the source's own thread and read
+/// by the stats and metrics without taking any lock the source holds long.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    /// `etcdv3`.
+    pub kind: &'static str,
+    pub connected: AtomicBool,
+    /// The last read compiled into a snapshot and the watch is running.
+    pub in_sync: AtomicBool,
+    /// The datastore revision of the resources held.
+    pub revision: AtomicI64,
+    /// Changes received from the watch.
+    pub events: AtomicU64,
+    /// Full reads after the first (a failed or compacted watch, a reconnect).
+    pub relists: AtomicU64,
+    /// Values left out because they did not parse or validate.
+    pub values_rejected: AtomicU64,
+    /// Connection attempts that failed.
+    pub connect_failures: AtomicU64,
+    /// The member connected to, or last tried.
+    pub endpoint: Mutex<String>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// A copy of a [`SourceStatus`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceState {
+    pub kind: String,
+    pub endpoint: String,
+    pub connected: bool,
+    pub in_sync: bool,
+    pub revision: i64,
+    pub events: u64,
+    pub relists: u64,
+    pub values_rejected: u64,
+    pub connect_failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl SourceStatus {
+    pub fn new(kind: &'static str) -> SourceStatus {
+        SourceStatus {
+            kind,
+            ..SourceStatus::default()
+        }
+    }
+
+    /// Records an error (and that the connection is gone, if `lost`).
+    pub fn error(&self, message: impl Into<String>, lost: bool) {
+        if lost {
+            self.connected.store(false, Relaxed);
+            self.in_sync.store(false, Relaxed);
+        }
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.into());
+    }
+
+    pub fn state(&self) -> SourceState {
+        SourceState {
+            kind: self.kind.to_string(),
+            endpoint: self
+                .endpoint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            connected: self.connected.load(Relaxed),
+            in_sync: self.in_sync.load(Relaxed),
+            revision: self.revision.load(Relaxed),
+            events: self.events.load(Relaxed),
+            relists: self.relists.load(Relaxed),
+            values_rejected: self.values_rejected.load(Relaxed),
+            connect_failures: self.connect_failures.load(Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
 }
 
 /// Why a source could not give a snapshot. The running tables stay.
@@ -34,6 +133,10 @@ pub enum SourceError {
     /// The first poll of a source gave nothing (a source's bug).
     #[error("{0} gave no configuration")]
     Nothing(String),
+    /// A datastore that could not be read, or whose resources do not make
+    /// a configuration.
+    #[error("{0}")]
+    Datastore(String),
 }
 
 /// What a file looked like when it was last read: enough to tell cheaply
