@@ -12,7 +12,7 @@ use podwire::config;
 use podwire::table;
 use podwire_daemon::{self as daemon, control};
 use podwire_etcd::settings::{self, Datastore, SettingsError};
-use podwire_etcd::source;
+use podwire_etcd::{source, transfer};
 
 /// The control socket when `--control` is not given.
 const DEFAULT_CONTROL: &str = "/run/podwire/podwire.sock";
@@ -131,6 +131,14 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
     },
+    /// Move resources between a YAML file and Calico's etcdv3 datastore.
+    #[command(
+        after_help = "Examples:\n  podwire datastore import examples/vxlan.yaml --etcd-endpoints http://127.0.0.1:2379\n  ETCD_ENDPOINTS=http://127.0.0.1:2379 podwire datastore export > cluster.yaml"
+    )]
+    Datastore {
+        #[command(subcommand)]
+        action: DatastoreAction,
+    },
     /// Ask a running daemon for its tables or counters.
     #[command(
         after_help = "Examples:\n  podwire show routes\n  podwire show stats --json --control /run/podwire/node1.sock"
@@ -145,6 +153,27 @@ enum Command {
         /// Print JSON (shaped as `ip -j` and `bridge -j` print tables).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatastoreAction {
+    /// Write the resources of a YAML file (the --config format) into etcd in
+    /// Calico's layout, as `calicoctl apply` would: each v3 resource under its
+    /// key, each IPAMBlock with its affinity and handles. The file is
+    /// validated first; nothing is written from a bad one. Existing keys
+    /// are overwritten.
+    Import {
+        /// The YAML file.
+        file: PathBuf,
+        #[command(flatten)]
+        etcd: DatastoreArgs,
+    },
+    /// Print the datastore's pools, nodes, Felix configurations, IPAM
+    /// blocks and WorkloadEndpoints as YAML that --config reads.
+    Export {
+        #[command(flatten)]
+        etcd: DatastoreArgs,
     },
 }
 
@@ -170,7 +199,7 @@ struct NodeArgs {
 
 /// Calico's etcdv3 datastore; each flag overrides the environment variable
 /// calicoctl reads.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 struct DatastoreArgs {
     /// Where the resources come from: `file` (--config) or `etcdv3`
     /// [env: DATASTORE_TYPE; default: file when --config is given].
@@ -269,6 +298,37 @@ fn source_for(args: &NodeArgs) -> Result<Box<dyn config::ConfigSource>, String> 
             .map(|s| Box::new(s) as Box<dyn config::ConfigSource>)
             .map_err(|e| format!("cannot start the etcd client's thread: {e}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `podwire datastore import` and `export`.
+fn datastore(action: DatastoreAction) -> Result<(), String> {
+    let settings = |args: &DatastoreArgs| -> Result<settings::Settings, String> {
+        let mut args = args.clone();
+        args.datastore.get_or_insert_with(|| "etcdv3".into());
+        match args.resolve(false).map_err(|e| e.to_string())? {
+            Datastore::Etcd(s) => Ok(s),
+            Datastore::File => Err("import and export move resources to and from etcd".into()),
+        }
+    };
+    match action {
+        DatastoreAction::Import { file, etcd } => {
+            let s = settings(&etcd)?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let n = transfer::import(&s, &text).map_err(|e| format!("{}: {e}", file.display()))?;
+            println!("wrote {n} key(s) to {}", s.describe());
+            Ok(())
+        }
+        DatastoreAction::Export { etcd } => {
+            let s = settings(&etcd)?;
+            let (yaml, bad) = transfer::export(&s).map_err(|e| e.to_string())?;
+            for (key, e) in bad {
+                eprintln!("podwire datastore: warning: {key}: left out: {e}");
+            }
+            print!("{yaml}");
+            Ok(())
+        }
     }
 }
 
@@ -392,6 +452,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Datastore { action } => match datastore(action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("podwire datastore: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Show {
             topic,
             control,

@@ -135,11 +135,8 @@ pub fn escape(part: &str) -> String {
     part.replace('-', "--")
 }
 
-/// The name Calico gives the WorkloadEndpoint of Kubernetes pod `pod` on
-/// `node` for interface `endpoint` (usually `eth0`).
-pub fn workload_endpoint_name(node: &str, pod: &str, endpoint: &str) -> String {
-    format!("{}-k8s-{}-{}", escape(node), escape(pod), escape(endpoint))
-}
+/// The name Calico gives a Kubernetes pod's WorkloadEndpoint.
+pub use podwire::config::workload_endpoint_name;
 
 /// True when WorkloadEndpoint `name` belongs to `node`: it starts with the
 /// node's escaped name and then a single `-` (an escaped part has only

@@ -24,3 +24,5 @@ pub mod settings;
 #[cfg(feature = "client")]
 pub mod source;
 pub mod store;
+#[cfg(feature = "client")]
+pub mod transfer;

@@ -129,7 +129,7 @@ pub(crate) fn podwire_cluster(
             .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
         let daemon = Daemon {
             exe,
-            config: &config,
+            config: Some(&config),
             node: n.host.name,
             control: &control,
             log: &log,

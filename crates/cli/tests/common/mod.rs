@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
@@ -121,6 +123,31 @@ impl Lab {
         ns: &str,
         wrapper: &[&str],
         config: &Path,
+        node: &str,
+        extra: &[&str],
+    ) -> PathBuf {
+        self.podwire_from(ns, wrapper, Some(config), node, extra)
+    }
+
+    /// Starts `podwire run` for `node` in namespace `ns` on the etcd
+    /// datastore at `endpoints`.
+    pub fn podwire_etcd(
+        &mut self,
+        ns: &str,
+        endpoints: &str,
+        node: &str,
+        extra: &[&str],
+    ) -> PathBuf {
+        let mut args = vec!["--datastore", "etcdv3", "--etcd-endpoints", endpoints];
+        args.extend_from_slice(extra);
+        self.podwire_from(ns, &[], None, node, &args)
+    }
+
+    fn podwire_from(
+        &mut self,
+        ns: &str,
+        wrapper: &[&str],
+        config: Option<&Path>,
         node: &str,
         extra: &[&str],
     ) -> PathBuf {

@@ -183,11 +183,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The endpoint of device `interface` on `node` with address `ip` (a
-    /// bare address is written as a /32), named after its interface, in
-    /// Kubernetes namespace `default`.
+    /// bare address is written as a /32), in Kubernetes namespace
+    /// `default`, named as Calico names the `eth0` of a pod called after
+    /// the interface.
     pub fn new(node: &str, interface: &str, ip: &str) -> Endpoint {
         Endpoint {
-            name: interface.into(),
+            name: super::workload_endpoint_name(node, interface, "eth0"),
             namespace: Some("default".into()),
             node: node.into(),
             interface: interface.into(),
@@ -577,7 +578,7 @@ mod tests {
              apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool\nspec:\n  cidr: 10.2.0.0/16\n  ipipMode: Always\n  vxlanMode: Never\n\
              ---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: k8s-node1\nspec:\n  bgp:\n    ipv4Address: 192.168.33.55/24\n  ipv4VXLANTunnelAddr: 10.2.36.65\n\
              ---\napiVersion: crd.projectcalico.org/v1\nkind: IPAMBlock\nmetadata:\n  name: 10-2-36-64-26\nspec:\n  cidr: 10.2.36.64/26\n  affinity: host:k8s-node1\n\
-             ---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: cali1a\n  namespace: default\nspec:\n  node: k8s-node1\n  interfaceName: cali1a\n  ipNetworks:\n  - 10.2.36.68/32\n  - 10.2.36.70/32\n\
+             ---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: k8s--node1-k8s-cali1a-eth0\n  namespace: default\nspec:\n  node: k8s-node1\n  interfaceName: cali1a\n  ipNetworks:\n  - 10.2.36.68/32\n  - 10.2.36.70/32\n\
              ---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  vxlanMTU: 1400\n  ipipMTU: 1440\n"
         );
         let r = c.resources().unwrap();

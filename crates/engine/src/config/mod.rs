@@ -393,6 +393,15 @@ pub enum LoadError {
 #[cfg(test)]
 mod tests;
 
+/// The name Calico gives the WorkloadEndpoint of Kubernetes pod `pod` on
+/// `node` for interface `endpoint` (usually `eth0`):
+/// `<node>-k8s-<pod>-<endpoint>` with every `-` inside a part doubled
+/// (libcalico-go's `names/workloadendpoint.go`).
+pub fn workload_endpoint_name(node: &str, pod: &str, endpoint: &str) -> String {
+    let escape = |part: &str| part.replace('-', "--");
+    format!("{}-k8s-{}-{}", escape(node), escape(pod), escape(endpoint))
+}
+
 /// Felix's VTEP MAC rule: `0x66` (ASCII 'f') then the first five bytes of the
 /// SHA-1 of the node name.
 pub fn vtep_mac_for(node_name: &str) -> MacAddr {

@@ -21,12 +21,13 @@ pub struct VethPod<'a> {
     pub prompt_arp: bool,
 }
 
-/// How to start a podwire daemon: `wrapper… exe run --config config --node
-/// node --control control extra…`, its standard error into `log`.
+/// How to start a podwire daemon: `wrapper… exe run [--config config]
+/// --node node --control control extra…`, its standard error into `log`
+/// (without a file, `extra` names the datastore).
 #[derive(Debug, Clone, Copy)]
 pub struct Daemon<'a> {
     pub exe: &'a str,
-    pub config: &'a Path,
+    pub config: Option<&'a Path>,
     pub node: &'a str,
     pub control: &'a Path,
     pub log: &'a Path,
@@ -177,20 +178,15 @@ impl Harness {
     /// its PID. [`Harness::wait_podwire`] waits until it answers.
     pub fn start_podwire(&mut self, tag: &str, ns: &str, d: &Daemon) -> Result<u32, Error> {
         let (config, control) = (
-            d.config.display().to_string(),
+            d.config.map(|c| c.display().to_string()),
             d.control.display().to_string(),
         );
         let mut cmd = d.wrapper.to_vec();
-        cmd.extend([
-            d.exe,
-            "run",
-            "--config",
-            &config,
-            "--node",
-            d.node,
-            "--control",
-            &control,
-        ]);
+        cmd.extend([d.exe, "run"]);
+        if let Some(c) = &config {
+            cmd.extend(["--config", c.as_str()]);
+        }
+        cmd.extend(["--node", d.node, "--control", &control]);
         cmd.extend_from_slice(d.extra);
         self.spawn_env(tag, ns, &cmd, Io::Log(d.log.to_path_buf()), d.env)
     }

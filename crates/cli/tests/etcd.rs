@@ -1,0 +1,453 @@
+//! podwire on Calico's etcdv3 datastore (SPEC §9), as root, with real etcd
+//! servers (Debian's etcd 3.4) started by the tests in their namespaces on
+//! the underlay, their data in the tests' directories, stopped by PID:
+//! the tables equal the file's; nodes, blocks and endpoints added and
+//! removed live; forwarding through an etcd SIGKILL, a restart and a
+//! partition during which the revision is compacted (a relist, counted);
+//! a three-member cluster losing its leader.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::etcd::{self, Member, ctl};
+use common::{NODES, PODWIRE, Testbed, cluster, ping, root_or_skip, testbed};
+
+/// The etcd member's address on the underlay (beside the nodes' /24).
+const ETCD_IP: &str = "192.168.33.250";
+
+/// A testbed of `nodes` (namespaces n1, n2…) with `pods`, and one etcd
+/// member attached to its switch, holding the testbed's cluster (imported
+/// with `podwire datastore import`).
+fn etcd_testbed(mode: &str, pods: &[&str], nodes: &[&str]) -> (Testbed, Member) {
+    let mut t = testbed(mode, pods, nodes);
+    let ens = t.lab.netns("etcd");
+    t.lab
+        .attach(&t.sw, "br0", &ens, "eth0", &format!("{ETCD_IP}/24"));
+    let m = etcd::cluster(&mut t.lab, &[(&ens, ETCD_IP)]).remove(0);
+    let config = t.config.display().to_string();
+    let out = t.lab.must_exec(
+        &ens,
+        &[
+            PODWIRE,
+            "datastore",
+            "import",
+            &config,
+            "--etcd-endpoints",
+            &m.url,
+        ],
+    );
+    assert!(
+        out.starts_with("wrote ") && out.contains(" key(s) to etcdv3 "),
+        "{out}"
+    );
+    (t, m)
+}
+
+/// Imports `yaml` into the datastore (from the member's namespace).
+fn import(t: &Testbed, m: &Member, name: &str, yaml: &str) {
+    let file = t.lab.file(name, yaml).display().to_string();
+    t.lab.must_exec(
+        &m.ns,
+        &[
+            PODWIRE,
+            "datastore",
+            "import",
+            &file,
+            "--etcd-endpoints",
+            &m.url,
+        ],
+    );
+}
+
+/// Polls `podwire show topic` until `ok` holds; returns how long it took.
+fn until(
+    t: &Testbed,
+    control: &std::path::Path,
+    topic: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = t.lab.show(control, topic, false);
+        if ok(&text) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: not seen in 30 s; {topic}:\n{text}\nstats:\n{}",
+            t.lab.show(control, "stats", false)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The datastore's state in `podwire show stats --json`.
+fn datastore(t: &Testbed, control: &std::path::Path) -> serde_json::Value {
+    t.lab.stats(control)["datastore"].clone()
+}
+
+const NODE3_BLOCK: &str = "10.2.235.192/26 via 10.2.235.193 dev vxlan.calico onlink";
+
+#[test]
+fn etcd_gives_the_files_tables_and_applies_changes_live() {
+    if !root_or_skip("etcd_gives_the_files_tables_and_applies_changes_live") {
+        return;
+    }
+    let (mut t, m) = etcd_testbed("vxlan", &["cali1a", "cali2a"], &["n1", "n2"]);
+    // `check` on the datastore prints what it prints for the file.
+    let config = t.config.display().to_string();
+    for (ns, node) in t.nodes.iter().zip(&NODES) {
+        let from_file = t.lab.must_exec(
+            ns,
+            &[PODWIRE, "check", "--config", &config, "--node", node.name],
+        );
+        let from_etcd = t.lab.must_exec(
+            ns,
+            &[
+                PODWIRE,
+                "check",
+                "--datastore",
+                "etcdv3",
+                "--etcd-endpoints",
+                &m.url,
+                "--node",
+                node.name,
+            ],
+        );
+        assert_eq!(from_etcd, from_file, "{}", node.name);
+    }
+    // And calicoctl's environment variables do the same.
+    let env = t.lab.must_exec(
+        &t.nodes[0],
+        &[
+            "env",
+            "DATASTORE_TYPE=etcdv3",
+            &format!("ETCD_ENDPOINTS={}", m.url),
+            PODWIRE,
+            "check",
+            "--node",
+            NODES[0].name,
+        ],
+    );
+    assert!(env.contains("10.2.169.128/26 via 10.2.169.129"), "{env}");
+
+    let (n1, n2) = (t.nodes[0].clone(), t.nodes[1].clone());
+    let c1 = t.lab.podwire_etcd(&n1, &m.url, NODES[0].name, &[]);
+    let c2 = t.lab.podwire_etcd(&n2, &m.url, NODES[1].name, &[]);
+    let p1 = t.lab.pod("p1", &n1, "cali1a", "10.2.36.68");
+    let p2 = t.lab.pod("p2", &n2, "cali2a", "10.2.169.138");
+    ping(&t.lab, &p1, "10.2.169.138", 3);
+    let ds = datastore(&t, &c1);
+    assert_eq!(ds["connected"], true, "{ds}");
+    assert_eq!(ds["in_sync"], true, "{ds}");
+    assert!(ds["revision"].as_i64().unwrap() > 1, "{ds}");
+
+    // A node joins: its Node and block appear on the other nodes within a
+    // second, without a restart or a signal.
+    import(
+        &t,
+        &m,
+        "three.yaml",
+        &cluster("vxlan", 3, &["cali1a", "cali2a"]).yaml(),
+    );
+    let took = until(&t, &c1, "routes", "node 3's block", |r| {
+        r.contains(NODE3_BLOCK)
+    });
+    assert!(
+        took < Duration::from_secs(1),
+        "node 3 applied after {took:?}"
+    );
+    until(&t, &c2, "routes", "node 3's block on node 2", |r| {
+        r.contains(NODE3_BLOCK)
+    });
+    assert!(t.lab.show(&c1, "fdb", false).contains("dst 192.168.33.59"));
+    // Its block is released: the route goes.
+    ctl(
+        &t.lab,
+        &m.ns,
+        &m.url,
+        &[
+            "del",
+            "/calico/ipam/v2/assignment/ipv4/block/10.2.235.192-26",
+        ],
+    );
+    let took = until(&t, &c1, "routes", "node 3's block removed", |r| {
+        !r.contains("10.2.235.192/26")
+    });
+    assert!(
+        took < Duration::from_secs(1),
+        "removal applied after {took:?}"
+    );
+
+    // An endpoint of node 1 created live: its TUN device appears; deleted:
+    // it goes. The pods' traffic is not touched.
+    import(
+        &t,
+        &m,
+        "more.yaml",
+        &cluster("vxlan", 2, &["cali1a", "cali1b", "cali2a"]).yaml(),
+    );
+    until(&t, &c1, "endpoints", "cali1b created", |e| {
+        e.contains("cali1b")
+    });
+    assert!(
+        t.lab
+            .ip(&n1, &["link", "show", "cali1b"])
+            .contains("cali1b")
+    );
+    let key = ctl(
+        &t.lab,
+        &m.ns,
+        &m.url,
+        &[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/",
+        ],
+    );
+    let key = key
+        .lines()
+        .find(|k| k.contains("cali1b"))
+        .unwrap_or_else(|| panic!("no endpoint key for cali1b in {key}"))
+        .to_string();
+    ctl(&t.lab, &m.ns, &m.url, &["del", &key]);
+    until(&t, &c1, "endpoints", "cali1b removed", |e| {
+        !e.contains("cali1b")
+    });
+    ping(&t.lab, &p1, "10.2.169.138", 3);
+    ping(&t.lab, &p2, "10.2.36.68", 3);
+
+    // A bad value is logged with its key and left out; the rest stays.
+    ctl(
+        &t.lab,
+        &m.ns,
+        &m.url,
+        &[
+            "put",
+            "/calico/resources/v3/projectcalico.org/ippools/broken",
+            "{not json",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while datastore(&t, &c1)["values_rejected"].as_u64() < Some(1) {
+        assert!(Instant::now() < deadline, "{}", datastore(&t, &c1));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        t.lab
+            .log(NODES[0].name)
+            .contains("ippools/broken: left out: the value is not JSON")
+    );
+    ping(&t.lab, &p1, "10.2.169.138", 2);
+    let ds = datastore(&t, &c1);
+    assert!(ds["events"].as_u64().unwrap() >= 4, "{ds}");
+    assert_eq!(ds["relists"], 0, "{ds}");
+    // The metrics show it too.
+    let stats = t.lab.show(&c1, "stats", false);
+    assert!(
+        stats.contains(&format!("datastore etcdv3 {}: connected, in sync", m.url)),
+        "{stats}"
+    );
+    t.lab.stop(NODES[0].name);
+    t.lab.stop(NODES[1].name);
+}
+
+#[test]
+fn forwarding_goes_on_through_an_etcd_kill_and_a_compacting_partition() {
+    if !root_or_skip("forwarding_goes_on_through_an_etcd_kill_and_a_compacting_partition") {
+        return;
+    }
+    let (mut t, m) = etcd_testbed("vxlan", &["cali1a", "cali2a"], &["n1", "n2"]);
+    let (n1, n2) = (t.nodes[0].clone(), t.nodes[1].clone());
+    let c1 = t.lab.podwire_etcd(&n1, &m.url, NODES[0].name, &[]);
+    t.lab.podwire_etcd(&n2, &m.url, NODES[1].name, &[]);
+    let p1 = t.lab.pod("p1", &n1, "cali1a", "10.2.36.68");
+    t.lab.pod("p2", &n2, "cali2a", "10.2.169.138");
+    ping(&t.lab, &p1, "10.2.169.138", 2);
+
+    // etcd SIGKILLed: the daemon says so and keeps forwarding.
+    m.kill(&mut t.lab);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while datastore(&t, &c1)["connected"] != false {
+        assert!(Instant::now() < deadline, "{}", datastore(&t, &c1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ds = datastore(&t, &c1);
+    assert_eq!(ds["in_sync"], false, "{ds}");
+    assert!(
+        ds["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&m.url)),
+        "{ds}"
+    );
+    ping(&t.lab, &p1, "10.2.169.138", 5);
+    // Restarted: the daemon reads again (a relist) and follows changes.
+    m.restart(&mut t.lab);
+    m.wait_healthy(&t.lab);
+    import(
+        &t,
+        &m,
+        "three.yaml",
+        &cluster("vxlan", 3, &["cali1a", "cali2a"]).yaml(),
+    );
+    until(&t, &c1, "routes", "node 3 after the restart", |r| {
+        r.contains(NODE3_BLOCK)
+    });
+    let ds = datastore(&t, &c1);
+    assert!(ds["relists"].as_u64().unwrap() >= 1, "{ds}");
+    assert!(ds["connect_failures"].as_u64().unwrap() >= 1, "{ds}");
+    let relists = ds["relists"].as_u64().unwrap();
+
+    // A partition: etcd's link down. Meanwhile node 3 leaves and the
+    // history is compacted past every revision the daemon saw.
+    t.lab.ip(&m.ns, &["link", "set", "eth0", "down"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while datastore(&t, &c1)["connected"] != false {
+        assert!(
+            Instant::now() < deadline,
+            "partition not noticed: {}",
+            datastore(&t, &c1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let local = "http://127.0.0.1:2379";
+    ctl(
+        &t.lab,
+        &m.ns,
+        local,
+        &[
+            "del",
+            "/calico/resources/v3/projectcalico.org/nodes/k8s-node3",
+        ],
+    );
+    ctl(
+        &t.lab,
+        &m.ns,
+        local,
+        &[
+            "del",
+            "/calico/ipam/v2/assignment/ipv4/block/10.2.235.192-26",
+        ],
+    );
+    let status = ctl(&t.lab, &m.ns, local, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let rev = v[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    ctl(&t.lab, &m.ns, local, &["compact", &rev]);
+    // Node 3's route stays while the datastore cannot be read…
+    assert!(t.lab.show(&c1, "routes", false).contains(NODE3_BLOCK));
+    ping(&t.lab, &p1, "10.2.169.138", 3);
+    // …and goes once it can.
+    t.lab.ip(&m.ns, &["link", "set", "eth0", "up"]);
+    until(&t, &c1, "routes", "node 3 gone after the partition", |r| {
+        !r.contains("10.2.235.192/26")
+    });
+    let ds = datastore(&t, &c1);
+    assert!(ds["relists"].as_u64().unwrap() > relists, "{ds}");
+    assert_eq!(ds["in_sync"], true, "{ds}");
+    assert!(
+        ds["revision"].as_i64().unwrap() >= rev.parse::<i64>().unwrap(),
+        "{ds}"
+    );
+    ping(&t.lab, &p1, "10.2.169.138", 3);
+    t.lab.stop(NODES[0].name);
+    t.lab.stop(NODES[1].name);
+}
+
+#[test]
+fn a_three_member_etcd_cluster_loses_its_leader() {
+    if !root_or_skip("a_three_member_etcd_cluster_loses_its_leader") {
+        return;
+    }
+    let mut t = testbed("vxlan", &["cali1a", "cali2a"], &["n1", "n2"]);
+    let ips = ["192.168.33.241", "192.168.33.242", "192.168.33.243"];
+    let mut nss = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let ns = t.lab.netns(&format!("e{i}"));
+        t.lab.attach(&t.sw, "br0", &ns, "eth0", &format!("{ip}/24"));
+        nss.push(ns);
+    }
+    let members: Vec<(&str, &str)> = nss.iter().map(String::as_str).zip(ips).collect();
+    let ms = etcd::cluster(&mut t.lab, &members);
+    let all = etcd::endpoints(&ms);
+    let config = t.config.display().to_string();
+    t.lab.must_exec(
+        &ms[0].ns,
+        &[
+            PODWIRE,
+            "datastore",
+            "import",
+            &config,
+            "--etcd-endpoints",
+            &all,
+        ],
+    );
+    // The daemon talks to the leader first.
+    let leader = ms
+        .iter()
+        .position(|m| m.is_leader(&t.lab))
+        .expect("a leader");
+    let mut order: Vec<&Member> = vec![&ms[leader]];
+    order.extend(
+        ms.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader)
+            .map(|(_, m)| m),
+    );
+    let ordered = etcd::endpoints(&order.iter().map(|m| (*m).clone()).collect::<Vec<_>>());
+    let (n1, n2) = (t.nodes[0].clone(), t.nodes[1].clone());
+    let c1 = t.lab.podwire_etcd(&n1, &ordered, NODES[0].name, &[]);
+    t.lab.podwire_etcd(&n2, &ordered, NODES[1].name, &[]);
+    let p1 = t.lab.pod("p1", &n1, "cali1a", "10.2.36.68");
+    t.lab.pod("p2", &n2, "cali2a", "10.2.169.138");
+    ping(&t.lab, &p1, "10.2.169.138", 2);
+    assert_eq!(datastore(&t, &c1)["endpoint"], ms[leader].url);
+
+    // The leader dies; the others elect one, and a change written through
+    // them reaches the daemon, which moved to another member.
+    ms[leader].kill(&mut t.lab);
+    let rest: Vec<Member> = ms
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, m)| m.clone())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rest.iter().any(|m| m.is_leader(&t.lab)) {
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let file = t
+        .lab
+        .file(
+            "three.yaml",
+            &cluster("vxlan", 3, &["cali1a", "cali2a"]).yaml(),
+        )
+        .display()
+        .to_string();
+    t.lab.must_exec(
+        &rest[0].ns,
+        &[
+            PODWIRE,
+            "datastore",
+            "import",
+            &file,
+            "--etcd-endpoints",
+            &etcd::endpoints(&rest),
+        ],
+    );
+    until(&t, &c1, "routes", "node 3 after the leader's death", |r| {
+        r.contains(NODE3_BLOCK)
+    });
+    let ds = datastore(&t, &c1);
+    assert_ne!(ds["endpoint"], ms[leader].url, "{ds}");
+    assert_eq!(ds["in_sync"], true, "{ds}");
+    ping(&t.lab, &p1, "10.2.169.138", 3);
+    t.lab.stop(NODES[0].name);
+    t.lab.stop(NODES[1].name);
+}
