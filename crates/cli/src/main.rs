@@ -83,7 +83,7 @@ enum Command {
     /// VXLAN, and a pcap of the underlay per mode. As root. Everything is
     /// removed at the end, on failure and on Ctrl-C.
     #[command(
-        after_help = "Examples:\n  sudo podwire lab\n  sudo podwire lab --mode vxlan --keep   # then explore, and: sudo podwire lab --down"
+        after_help = "Examples:\n  sudo podwire lab\n  sudo podwire lab --datastore etcd --mode vxlan\n  sudo podwire lab --mode vxlan --keep   # then explore, and: sudo podwire lab --down"
     )]
     Lab {
         /// Which modes to show.
@@ -101,6 +101,11 @@ enum Command {
         /// Seconds of each TCP transfer.
         #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
         seconds: u32,
+        /// Where the nodes read the cluster: a file, or one etcd in the lab
+        /// (needs etcd-server and etcd-client), where k8s-node2 joins while
+        /// the others run.
+        #[arg(long, value_parser = ["file", "etcd"], default_value = "file")]
+        datastore: String,
     },
     /// Measure throughput on the lab's topology: the kernel's VXLAN and
     /// routing, and podwire's VXLAN, IPIP and direct modes, with iperf3
@@ -401,6 +406,7 @@ fn main() -> ExitCode {
             keep,
             down,
             seconds,
+            datastore,
         } => {
             let mut stdout = std::io::stdout();
             let result = if down {
@@ -417,6 +423,11 @@ fn main() -> ExitCode {
                     out,
                     keep,
                     seconds,
+                    datastore: if datastore == "etcd" {
+                        podwire_lab::Datastore::Etcd
+                    } else {
+                        podwire_lab::Datastore::File
+                    },
                 };
                 podwire_lab::run_lab(&opts, &mut stdout)
             };

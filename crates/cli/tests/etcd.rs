@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::{self, Member, ctl};
 use common::{NODES, PODWIRE, Testbed, cluster, ping, root_or_skip, testbed};
+use podwire::config::cluster::Endpoint;
 
 /// The etcd member's address on the underlay (beside the nodes' /24).
 const ETCD_IP: &str = "192.168.33.250";
@@ -86,6 +87,43 @@ fn until(
 /// The datastore's state in `podwire show stats --json`.
 fn datastore(t: &Testbed, control: &std::path::Path) -> serde_json::Value {
     t.lab.stats(control)["datastore"].clone()
+}
+
+/// Node 2's block as Calico's IPAM writes it (`model.AllocationBlock`'s
+/// JSON tags): its tunnel address at ordinal 1, and ordinal `lent`, if
+/// any, allocated to a pod of k8s-node1.
+fn node2_block(lent: Option<usize>) -> String {
+    let mut allocations = vec![serde_json::Value::Null; 64];
+    allocations[1] = 0.into();
+    let mut attributes = vec![serde_json::json!({
+        "handle_id": "vxlan-tunnel-addr-k8s-node2",
+        "secondary": {"node": "k8s-node2", "type": "vxlanTunnelAddress"},
+    })];
+    if let Some(o) = lent {
+        allocations[o] = 1.into();
+        attributes.push(serde_json::json!({
+            "handle_id": "k8s-pod-network.4be1e8a5b3c1",
+            "secondary": {
+                "namespace": "default",
+                "node": "k8s-node1",
+                "pod": "cali1b",
+                "timestamp": "2026-12-02 10:00:00.000000001 +0000 UTC",
+            },
+        }));
+    }
+    let unallocated: Vec<usize> = (0..64).filter(|i| allocations[*i].is_null()).collect();
+    serde_json::json!({
+        "cidr": "10.2.169.128/26",
+        "affinity": "host:k8s-node2",
+        "strictAffinity": false,
+        "allocations": allocations,
+        "unallocated": unallocated,
+        "attributes": attributes,
+        "deleted": false,
+        "sequenceNumber": 3,
+        "sequenceNumberForAllocation": {"1": 1},
+    })
+    .to_string()
 }
 
 const NODE3_BLOCK: &str = "10.2.235.192/26 via 10.2.235.193 dev vxlan.calico onlink";
@@ -220,6 +258,47 @@ fn etcd_gives_the_files_tables_and_applies_changes_live() {
     ping(&t.lab, &p1, "10.2.169.138", 3);
     ping(&t.lab, &p2, "10.2.36.68", 3);
 
+    // A borrowed address: node 1's new pod holds 10.2.169.150 of node 2's
+    // block. Node 2 never reads node 1's endpoints; it learns where the
+    // address lives from its own block's allocation, as Felix does, and
+    // routes it to node 1, whose pod answers.
+    let borrowed = cluster("vxlan", 2, &["cali1a", "cali2a"]).with(Endpoint::new(
+        NODES[0].name,
+        "cali1b",
+        "10.2.169.150",
+    ));
+    import(&t, &m, "borrowed.yaml", &borrowed.yaml());
+    let block_key = "/calico/ipam/v2/assignment/ipv4/block/10.2.169.128-26";
+    ctl(
+        &t.lab,
+        &m.ns,
+        &m.url,
+        &["put", block_key, &node2_block(Some(22))],
+    );
+    let route = "10.2.169.150 via 10.2.36.65 dev vxlan.calico onlink";
+    until(&t, &c2, "routes", "the borrowed address on node 2", |r| {
+        r.contains(route)
+    });
+    until(
+        &t,
+        &c1,
+        "endpoints",
+        "cali1b with a borrowed address",
+        |e| e.contains("10.2.169.150"),
+    );
+    t.lab.pod("p1b", &n1, "cali1b", "10.2.169.150");
+    ping(&t.lab, &p2, "10.2.169.150", 3);
+    // Released: the /32 goes, node 2's block route covers the address again.
+    ctl(
+        &t.lab,
+        &m.ns,
+        &m.url,
+        &["put", block_key, &node2_block(None)],
+    );
+    until(&t, &c2, "routes", "the borrowed address released", |r| {
+        !r.contains("10.2.169.150")
+    });
+
     // A bad value is logged with its key and left out; the rest stays.
     ctl(
         &t.lab,
@@ -269,7 +348,7 @@ fn forwarding_goes_on_through_an_etcd_kill_and_a_compacting_partition() {
     ping(&t.lab, &p1, "10.2.169.138", 2);
 
     // etcd SIGKILLed: the daemon says so and keeps forwarding.
-    m.kill(&mut t.lab);
+    etcd::kill(&mut t.lab, &m);
     let deadline = Instant::now() + Duration::from_secs(15);
     while datastore(&t, &c1)["connected"] != false {
         assert!(Instant::now() < deadline, "{}", datastore(&t, &c1));
@@ -285,8 +364,8 @@ fn forwarding_goes_on_through_an_etcd_kill_and_a_compacting_partition() {
     );
     ping(&t.lab, &p1, "10.2.169.138", 5);
     // Restarted: the daemon reads again (a relist) and follows changes.
-    m.restart(&mut t.lab);
-    m.wait_healthy(&t.lab);
+    etcd::restart(&mut t.lab, &m);
+    etcd::wait_healthy(&t.lab, &m);
     import(
         &t,
         &m,
@@ -390,7 +469,7 @@ fn a_three_member_etcd_cluster_loses_its_leader() {
     // The daemon talks to the leader first.
     let leader = ms
         .iter()
-        .position(|m| m.is_leader(&t.lab))
+        .position(|m| etcd::is_leader(&t.lab, m))
         .expect("a leader");
     let mut order: Vec<&Member> = vec![&ms[leader]];
     order.extend(
@@ -399,7 +478,7 @@ fn a_three_member_etcd_cluster_loses_its_leader() {
             .filter(|(i, _)| *i != leader)
             .map(|(_, m)| m),
     );
-    let ordered = etcd::endpoints(&order.iter().map(|m| (*m).clone()).collect::<Vec<_>>());
+    let ordered = etcd::endpoints(order.iter().copied());
     let (n1, n2) = (t.nodes[0].clone(), t.nodes[1].clone());
     let c1 = t.lab.podwire_etcd(&n1, &ordered, NODES[0].name, &[]);
     t.lab.podwire_etcd(&n2, &ordered, NODES[1].name, &[]);
@@ -410,7 +489,7 @@ fn a_three_member_etcd_cluster_loses_its_leader() {
 
     // The leader dies; the others elect one, and a change written through
     // them reaches the daemon, which moved to another member.
-    ms[leader].kill(&mut t.lab);
+    etcd::kill(&mut t.lab, &ms[leader]);
     let rest: Vec<Member> = ms
         .iter()
         .enumerate()
@@ -418,7 +497,7 @@ fn a_three_member_etcd_cluster_loses_its_leader() {
         .map(|(_, m)| m.clone())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !rest.iter().any(|m| m.is_leader(&t.lab)) {
+    while !rest.iter().any(|m| etcd::is_leader(&t.lab, m)) {
         assert!(Instant::now() < deadline, "no new leader");
         std::thread::sleep(Duration::from_millis(100));
     }

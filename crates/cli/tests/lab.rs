@@ -109,6 +109,42 @@ fn lab_runs_all_modes_and_cleans_up() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
+/// The lab on etcd: k8s-node2 joins while the others run; they route to
+/// it without a restart, and its pods answer.
+#[test]
+fn lab_on_etcd_shows_a_node_joining() {
+    if !root_or_skip("lab_on_etcd_shows_a_node_joining") {
+        return;
+    }
+    let (_serial, out_dir, text) =
+        lab_succeeds("etcd", &["--datastore", "etcd", "--mode", "vxlan"]);
+    for line in [
+        "k8s-node1: datastore etcdv3 http://192.168.33.250:2379: connected, in sync",
+        "k8s-node2 joins: podwire datastore import of the whole cluster: wrote ",
+        "k8s-master: 10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink  (applied ",
+        "k8s-node1: 10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink  (applied ",
+        "ping 10.2.36.68 -> 10.2.169.138 (k8s-node1 -> k8s-node2): 3/3 answered",
+        "ping 10.2.169.138 -> 10.2.36.68 (k8s-node2 -> k8s-node1): 3/3 answered",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("vxlan "))
+        .unwrap_or_default();
+    assert!(summary.contains("12/12"), "{text}");
+    // The pcap holds the pods' VXLAN, not the datastore's TCP.
+    let pcap = out_dir.join("lab-vxlan.pcap");
+    assert!(tshark(&pcap, "vxlan && icmp", &["ip.dst"]).len() >= 18);
+    assert!(tshark(&pcap, "tcp.port == 2379", &["ip.src"]).is_empty());
+    assert_eq!(
+        lab_namespaces(),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
 #[test]
 fn lab_keep_then_down() {
     if !root_or_skip("lab_keep_then_down") {

@@ -193,7 +193,7 @@ pub fn run(
         dir,
         interrupted,
         exe,
-    } = lab::start(&opts.out)?;
+    } = lab::start(&opts.out, lab::Datastore::File)?;
     let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
     for round in 0..opts.rounds {

@@ -20,7 +20,7 @@ pub use crate::keep::{STATE_FILE, down};
 use crate::netns::{self, Harness, err};
 use crate::pcap::pcap_records;
 pub use crate::topology::cluster_yaml;
-use crate::topology::{NODES, podwire_cluster};
+use crate::topology::{NODES, Source, cluster_of, make_pods, podwire_cluster, start_nodes};
 
 /// A failure of the lab, in words for the user.
 pub type LabError = netns::Error;
@@ -34,6 +34,19 @@ pub struct Options {
     pub keep: bool,
     /// Seconds of each TCP transfer.
     pub seconds: u32,
+    /// Where the daemons read the cluster.
+    pub datastore: Datastore,
+}
+
+/// Where the lab's daemons read the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Datastore {
+    /// A cluster file (`--config`).
+    #[default]
+    File,
+    /// One etcd in the lab, on the underlay; k8s-node2 joins while the
+    /// others run.
+    Etcd,
 }
 
 /// A lab mode.
@@ -69,7 +82,7 @@ impl Mode {
 }
 
 /// Checks that the lab can run here; says what is missing.
-pub(crate) fn preflight() -> Result<(), LabError> {
+pub(crate) fn preflight(datastore: Datastore) -> Result<(), LabError> {
     if !podwire_io::netdev::running_as_root() {
         return Err(err(
             "podwire lab needs root (it creates network namespaces, TUN devices and raw sockets); run it with sudo",
@@ -80,7 +93,12 @@ pub(crate) fn preflight() -> Result<(), LabError> {
         ("ping", "iputils-ping"),
         ("tcpdump", "tcpdump"),
         ("iperf3", "iperf3"),
+        ("etcd", "etcd-server"),
+        ("etcdctl", "etcd-client"),
     ] {
+        if datastore == Datastore::File && tool.starts_with("etcd") {
+            continue;
+        }
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
@@ -119,8 +137,8 @@ pub(crate) struct Start {
 }
 
 /// Checks root and the tools, makes `out`, and catches SIGINT and SIGTERM.
-pub(crate) fn start(out: &std::path::Path) -> Result<Start, LabError> {
-    preflight()?;
+pub(crate) fn start(out: &std::path::Path, datastore: Datastore) -> Result<Start, LabError> {
+    preflight(datastore)?;
     std::fs::create_dir_all(out).map_err(|e| err(format!("{}: {e}", out.display())))?;
     let dir = out.canonicalize().map_err(|e| err(e.to_string()))?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -143,7 +161,7 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
         dir: out_dir,
         interrupted,
         exe,
-    } = start(&opts.out)?;
+    } = start(&opts.out, opts.datastore)?;
     let prefix = format!("pwlab{:x}", std::process::id() & 0xffff);
     let started = Instant::now();
     let mut say = |s: String| {
@@ -179,7 +197,7 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
             .interruptible(Arc::clone(&interrupted));
         say(String::new());
         say(format!("== {} ==", mode.title()));
-        let r = run_mode(&mut w, &exe, mode, opts.seconds, kernel, &mut say)?;
+        let r = run_mode(&mut w, &exe, mode, opts, kernel, &mut say)?;
         results.push(r);
         if opts.keep && i == last {
             crate::keep::keep(w, &exe, &mut say)?;
@@ -238,14 +256,102 @@ fn iperf(
         / 1e9)
 }
 
+/// The etcd member's address on the lab's underlay.
+const ETCD_IP: &str = "192.168.33.250";
+
+/// The lab on etcd: one member on the underlay; k8s-master and k8s-node1
+/// start on a datastore that holds only them, then k8s-node2's resources
+/// are imported while they run, and they route to it without a restart
+/// before its own daemon starts. Returns the control sockets and pods of
+/// all three, as [`podwire_cluster`] does.
+fn etcd_cluster(
+    w: &mut Harness,
+    exe: &str,
+    mode: Mode,
+    sw: &str,
+    nodes: &[String],
+    say: &mut dyn FnMut(String),
+) -> Result<(Vec<PathBuf>, Vec<crate::topology::Pod>), LabError> {
+    let ens = w.netns("etcd")?;
+    w.attach(sw, "br0", &ens, "eth0", &format!("{ETCD_IP}/24"))?;
+    let m = crate::etcd::cluster(w, &[(&ens, ETCD_IP)])?.remove(0);
+    let import = |w: &Harness, name: &str, yaml: &str| -> Result<String, LabError> {
+        let file = w.dir.join(name);
+        std::fs::write(&file, yaml).map_err(|e| err(e.to_string()))?;
+        let file = file.to_string_lossy().into_owned();
+        let out = w.exec_ok(
+            &ens,
+            &[
+                exe,
+                "datastore",
+                "import",
+                &file,
+                "--etcd-endpoints",
+                &m.url,
+            ],
+        )?;
+        Ok(out.trim().to_string())
+    };
+    let two = import(
+        w,
+        &format!("lab-{}-two.yaml", mode.name()),
+        &cluster_of(mode, 2),
+    )?;
+    say(format!(
+        "etcd 3.4 at {} (on the underlay); podwire datastore import of k8s-master and k8s-node1: {two}",
+        m.url
+    ));
+    let source = Source::Etcd(&m.url);
+    let mut controls = start_nodes(w, exe, source, mode, nodes, &[0, 1], 1)?;
+    let mut pods = make_pods(w, nodes, &[0, 1])?;
+    let line = podwire_daemon::control::request(&controls[1], "stats", false)
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(l) = line.lines().find(|l| l.starts_with("datastore ")) {
+        say(format!("k8s-node1: {l}"));
+    }
+    // k8s-node2 joins: its Node, block and pods put into etcd.
+    let all = import(w, &format!("lab-{}.yaml", mode.name()), &cluster_yaml(mode))?;
+    let joined = Instant::now();
+    say(format!(
+        "k8s-node2 joins: podwire datastore import of the whole cluster: {all}"
+    ));
+    let block = NODES[2].host.block;
+    for (i, c) in controls.iter().enumerate() {
+        loop {
+            let routes = podwire_daemon::control::request(c, "routes", false)
+                .map_err(|e| err(e.to_string()))?;
+            if let Some(r) = routes.lines().find(|l| l.starts_with(block)) {
+                say(format!(
+                    "{}: {r}  (applied {} ms after the import returned, no restart, no signal)",
+                    NODES[i].host.name,
+                    joined.elapsed().as_millis()
+                ));
+                break;
+            }
+            if joined.elapsed() > Duration::from_secs(10) {
+                return Err(err(format!(
+                    "{} did not route k8s-node2's block within 10 s",
+                    NODES[i].host.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    controls.extend(start_nodes(w, exe, source, mode, nodes, &[2], 1)?);
+    pods.extend(make_pods(w, nodes, &[2])?);
+    say("k8s-node2's podwire started on the datastore, and its pods".into());
+    Ok((controls, pods))
+}
+
 fn run_mode(
     w: &mut Harness,
     exe: &str,
     mode: Mode,
-    seconds: u32,
+    opts: &Options,
     kernel: f64,
     say: &mut dyn FnMut(String),
 ) -> Result<ModeResult, LabError> {
+    let seconds = opts.seconds;
     let config = w.dir.join(format!("lab-{}.yaml", mode.name()));
     std::fs::write(&config, cluster_yaml(mode)).map_err(|e| err(e.to_string()))?;
     let config = config.to_string_lossy().into_owned();
@@ -253,9 +359,16 @@ fn run_mode(
     let pcap = w.dir.join(format!("lab-{}.pcap", mode.name()));
     // Headers only (160 bytes of each frame), and the first 5000 frames:
     // the pings and the start of the transfer.
-    let headers = ["-s", "160", "-c", "5000", "-Z", "root"];
+    let mut headers = vec!["-s", "160", "-c", "5000", "-Z", "root"];
+    if opts.datastore == Datastore::Etcd {
+        // The pod traffic, not the datastore's.
+        headers.extend(["not", "tcp", "port", "2379"]);
+    }
     w.capture("tcpdump", &sw, "br0", &pcap, &headers)?;
-    let (controls, pods) = podwire_cluster(w, exe, &config, mode, &nodes, 1)?;
+    let (controls, pods) = match opts.datastore {
+        Datastore::File => podwire_cluster(w, exe, &config, mode, &nodes, 1)?,
+        Datastore::Etcd => etcd_cluster(w, exe, mode, &sw, &nodes, say)?,
+    };
     say("k8s-node1's tables (podwire show routes, neigh, fdb):".into());
     for topic in ["routes", "neigh", "fdb"] {
         let text = podwire_daemon::control::request(&controls[1], topic, false)

@@ -9,7 +9,7 @@
 //! 10.2.235.194/.195       10.2.36.68/.69         10.2.169.138/.139
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
@@ -73,6 +73,11 @@ pub(crate) const POD2: &str = NODES[2].pods[0].1;
 
 /// The cluster file for `mode`.
 pub fn cluster_yaml(mode: Mode) -> String {
+    cluster_of(mode, NODES.len())
+}
+
+/// The cluster of the first `nodes` of [`NODES`], with their pods.
+pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
     let mut c = ClusterBuilder::new()
         .comment(&format!("podwire lab, {} mode", mode.name()))
         .with(
@@ -81,7 +86,7 @@ pub fn cluster_yaml(mode: Mode) -> String {
                 .overlay(mode.name())
                 .nat_outgoing(true),
         );
-    for n in &NODES {
+    for n in &NODES[..nodes] {
         let h = n.host;
         c = c.calico_node(h.name, &h.cidr(), h.block);
         for (iface, ip) in &n.pods {
@@ -108,6 +113,15 @@ pub(crate) fn underlay(w: &mut Harness) -> Result<(String, Vec<String>), Error> 
 /// A pod: its namespace and its address.
 pub(crate) type Pod = (String, &'static str);
 
+/// Where the daemons read the cluster.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// `--config FILE`.
+    File(&'a Path),
+    /// `--datastore etcdv3 --etcd-endpoints URLS`.
+    Etcd(&'a str),
+}
+
 /// Starts podwire on every node of `nodes` (from [`underlay`]) with
 /// `config`, waits for the daemons, and makes the pods; returns the
 /// control sockets and the pods (namespace, address), two per node.
@@ -119,28 +133,55 @@ pub(crate) fn podwire_cluster(
     nodes: &[String],
     threads: usize,
 ) -> Result<(Vec<PathBuf>, Vec<Pod>), Error> {
-    let threads = threads.max(1).to_string();
     let config = PathBuf::from(config);
+    let all: Vec<usize> = (0..NODES.len()).collect();
+    let controls = start_nodes(w, exe, Source::File(&config), mode, nodes, &all, threads)?;
+    let pods = make_pods(w, nodes, &all)?;
+    Ok((controls, pods))
+}
+
+/// Starts podwire on the nodes `which` (indexes of [`NODES`] and `nodes`)
+/// and waits until each answers; returns their control sockets.
+pub(crate) fn start_nodes(
+    w: &mut Harness,
+    exe: &str,
+    source: Source,
+    mode: Mode,
+    nodes: &[String],
+    which: &[usize],
+    threads: usize,
+) -> Result<Vec<PathBuf>, Error> {
+    let threads = threads.max(1).to_string();
     let mut controls = Vec::new();
-    for (n, ns) in NODES.iter().zip(nodes) {
+    for &i in which {
+        let (n, ns) = (&NODES[i], &nodes[i]);
         let control = w.dir.join(format!("{}-{}.sock", mode.name(), n.host.name));
         let log = w
             .dir
             .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
+        let mut extra = vec!["--threads", &threads];
+        let config = match source {
+            Source::File(path) => Some(path),
+            Source::Etcd(endpoints) => {
+                extra.extend(["--datastore", "etcdv3", "--etcd-endpoints", endpoints]);
+                None
+            }
+        };
         let daemon = Daemon {
             exe,
-            config: Some(&config),
+            config,
             node: n.host.name,
             control: &control,
             log: &log,
             wrapper: &[],
-            extra: &["--threads", &threads],
+            extra: &extra,
             env: &[],
         };
         w.start_podwire(&format!("podwire-{}", n.host.name), ns, &daemon)?;
         controls.push(control);
     }
-    for (n, c) in NODES.iter().zip(&controls) {
+    for (&i, c) in which.iter().zip(&controls) {
+        let n = &NODES[i];
         match w.wait_podwire(
             &format!("podwire-{}", n.host.name),
             c,
@@ -155,14 +196,24 @@ pub(crate) fn podwire_cluster(
             other => other?,
         }
     }
+    Ok(controls)
+}
+
+/// Makes the two pods of each node of `which`; returns them in order.
+pub(crate) fn make_pods(
+    w: &mut Harness,
+    nodes: &[String],
+    which: &[usize],
+) -> Result<Vec<Pod>, Error> {
     let mut pods = Vec::new();
-    for (n, ns) in NODES.iter().zip(nodes) {
+    for &i in which {
+        let (n, ns) = (&NODES[i], &nodes[i]);
         for (k, (iface, ip)) in n.pods.iter().enumerate() {
             let short = format!("p{}{}", n.short, ["a", "b"][k]);
             pods.push((w.pod(&short, ns, iface, ip)?, *ip));
         }
     }
-    Ok((controls, pods))
+    Ok(pods)
 }
 
 #[cfg(test)]

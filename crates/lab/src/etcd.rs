@@ -1,0 +1,168 @@
+//! Real etcd servers for the lab and the datastore tests: Debian's etcd
+//! 3.4 (`etcd-server`, `etcd-client`), each member in a namespace of the
+//! harness's, its data in the harness's directory, ended by PID with it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::netns::{Error, Harness, Io, err};
+
+/// One etcd member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    /// Its namespace.
+    pub ns: String,
+    pub ip: String,
+    /// `http://ip:2379` (it also listens on `http://127.0.0.1:2379` in its
+    /// namespace, which a partition of its link leaves reachable).
+    pub url: String,
+    tag: String,
+    cluster: String,
+    token: String,
+    data: PathBuf,
+}
+
+/// `etcdctl` in `ns` against `endpoints`; returns stdout.
+pub fn ctl(w: &Harness, ns: &str, endpoints: &str, args: &[&str]) -> Result<String, Error> {
+    let mut cmd = vec!["etcdctl", "--endpoints", endpoints];
+    cmd.extend_from_slice(args);
+    w.exec_ok(ns, &cmd)
+}
+
+impl Member {
+    fn log(&self, w: &Harness) -> PathBuf {
+        w.dir.join(format!("{}.log", self.tag))
+    }
+
+    fn start(&self, w: &mut Harness, state: &str) -> Result<(), Error> {
+        let peer = format!("http://{}:2380", self.ip);
+        let clients = format!("{},http://127.0.0.1:2379", self.url);
+        let data = self.data.display().to_string();
+        let cmd = [
+            "etcd",
+            "--name",
+            &self.name,
+            "--data-dir",
+            &data,
+            "--listen-client-urls",
+            &clients,
+            "--advertise-client-urls",
+            &self.url,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &self.cluster,
+            "--initial-cluster-state",
+            state,
+            // One token for the whole cluster (a member with another
+            // refuses to join it).
+            "--initial-cluster-token",
+            &self.token,
+        ];
+        let log = self.log(w);
+        w.spawn(&self.tag, &self.ns, &cmd, Io::Log(log)).map(drop)
+    }
+
+    /// Waits until the member answers (as part of a cluster with a leader).
+    pub fn wait_healthy(&self, w: &Harness) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = w.exec(
+                &self.ns,
+                &[
+                    "etcdctl",
+                    "--endpoints",
+                    &self.url,
+                    "--command-timeout=2s",
+                    "endpoint",
+                    "health",
+                ],
+            )?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(err(format!(
+                    "etcd {} did not come up; its log: {}",
+                    self.name,
+                    self.log(w).display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL, by PID.
+    pub fn kill(&self, w: &mut Harness) -> Result<(), Error> {
+        w.stop(&self.tag, "KILL", Duration::from_secs(10)).map(drop)
+    }
+
+    /// Starts it again on the same data.
+    pub fn restart(&self, w: &mut Harness) -> Result<(), Error> {
+        self.start(w, "existing")
+    }
+
+    /// Whether it is its cluster's leader now.
+    pub fn is_leader(&self, w: &Harness) -> Result<bool, Error> {
+        let out = w.exec(
+            &self.ns,
+            &[
+                "etcdctl",
+                "--endpoints",
+                &self.url,
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ],
+        )?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let s = &v[0]["Status"];
+        Ok(s["header"]["member_id"].as_u64().is_some() && s["header"]["member_id"] == s["leader"])
+    }
+}
+
+/// Starts a cluster of one member per `(namespace, ip)` and waits until it
+/// answers; the members' namespaces must reach each other.
+pub fn cluster(w: &mut Harness, members: &[(&str, &str)]) -> Result<Vec<Member>, Error> {
+    let cluster: Vec<String> = members
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ip))| format!("e{i}=http://{ip}:2380"))
+        .collect();
+    let cluster = cluster.join(",");
+    let list: Vec<Member> = members
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, ip))| Member {
+            name: format!("e{i}"),
+            ns: ns.to_string(),
+            ip: ip.to_string(),
+            url: format!("http://{ip}:2379"),
+            tag: format!("etcd-e{i}"),
+            cluster: cluster.clone(),
+            token: format!("podwire-{}", std::process::id()),
+            data: w.dir.join(format!("etcd-e{i}")),
+        })
+        .collect();
+    for m in &list {
+        m.start(w, "new")?;
+    }
+    for m in &list {
+        m.wait_healthy(w)?;
+    }
+    Ok(list)
+}
+
+/// The endpoints of `members`, comma-separated.
+pub fn endpoints<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
+    members
+        .into_iter()
+        .map(|m| m.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
