@@ -167,10 +167,16 @@ enum DatastoreAction {
     /// Calico's layout, as `calicoctl apply` would: each v3 resource under its
     /// key, each IPAMBlock with its affinity and handles. The file is
     /// validated first; nothing is written from a bad one. Existing keys
-    /// are overwritten.
+    /// are overwritten (keeping their uid and creation time), keys that
+    /// already hold the same value left alone.
     Import {
         /// The YAML file.
         file: PathBuf,
+        /// Also delete the pools, nodes, Felix configurations, endpoints and
+        /// IPAM keys the file does not name, all in one transaction, so that
+        /// the datastore holds exactly the file.
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         etcd: DatastoreArgs,
     },
@@ -317,12 +323,23 @@ fn datastore(action: DatastoreAction) -> Result<(), String> {
         }
     };
     match action {
-        DatastoreAction::Import { file, etcd } => {
+        DatastoreAction::Import {
+            file,
+            replace,
+            etcd,
+        } => {
             let s = settings(&etcd)?;
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let n = transfer::import(&s, &text).map_err(|e| format!("{}: {e}", file.display()))?;
-            println!("wrote {n} key(s) to {}", s.describe());
+            let done = transfer::import(&s, &text, replace)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            println!(
+                "wrote {} key(s) to {} ({} unchanged, {} deleted)",
+                done.written,
+                s.describe(),
+                done.unchanged,
+                done.deleted
+            );
             Ok(())
         }
         DatastoreAction::Export { etcd } => {

@@ -318,25 +318,93 @@ pub fn now_rfc3339() -> String {
 /// Puts per transaction: within etcd's default `--max-txn-ops` (128).
 const TXN: usize = 100;
 
-/// Writes the resources of `text` into the datastore; returns how many
-/// keys were written.
-pub fn import(settings: &Settings, text: &str) -> Result<usize, ImportError> {
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Imported {
+    /// Keys put (new, or with another value).
+    pub written: usize,
+    /// Keys that already held what the file gives.
+    pub unchanged: usize,
+    /// Keys deleted (`replace`).
+    pub deleted: usize,
+}
+
+/// Whether `key` is of a kind an import writes (and so `replace` deletes).
+fn imported_kind(key: &str) -> bool {
+    match layout::parse_key(key) {
+        Key::Resource { plural, .. } => KINDS.iter().any(|(_, p)| *p == plural),
+        Key::Block(_) | Key::Affinity { .. } | Key::Handle(_) => true,
+        Key::Other => false,
+    }
+}
+
+/// Keeps the `uid` and `creationTimestamp` a resource already has in the
+/// datastore, as `calicoctl apply` does on an update.
+fn keep_metadata(new: &str, old: &[u8]) -> Option<String> {
+    let old: Value = serde_json::from_slice(old).ok()?;
+    let mut new: Value = serde_json::from_str(new).ok()?;
+    let meta = new.get_mut("metadata")?.as_object_mut()?;
+    for field in ["uid", "creationTimestamp"] {
+        if let Some(v) = old.get("metadata").and_then(|m| m.get(field)) {
+            meta.insert(field.into(), v.clone());
+        }
+    }
+    Some(new.to_string())
+}
+
+/// Writes the resources of `text` into the datastore, keys that already
+/// hold the same value left alone. With `replace`, keys of the kinds an
+/// import writes that the file does not name are deleted, and everything
+/// is one transaction (one revision: watchers see the whole change at
+/// once; etcd's `--max-txn-ops` must allow it); otherwise puts go in
+/// transactions of 100.
+pub fn import(settings: &Settings, text: &str, replace: bool) -> Result<Imported, ImportError> {
     let kvs = to_keys(text, &now_rfc3339())?;
     crate::source::block_on(async {
         let mut c = first_member(settings).await?;
-        for chunk in kvs.chunks(TXN) {
-            let ops: Vec<etcd_client::TxnOp> = chunk
-                .iter()
-                .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
-                .collect();
+        let mut existing: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let prefixes = [layout::RESOURCES.to_string(), layout::IPAM.to_string()];
+        client::list(&mut c, &prefixes, None, |k, v| {
+            if imported_kind(k) {
+                existing.insert(k.to_string(), v.to_vec());
+            }
+        })
+        .await?;
+        let mut done = Imported::default();
+        let mut ops = Vec::new();
+        let named: std::collections::BTreeSet<&str> = kvs.iter().map(|(k, _)| k.as_str()).collect();
+        for (k, v) in &kvs {
+            let v = match (existing.get(k), layout::parse_key(k)) {
+                (Some(old), Key::Resource { .. }) => {
+                    keep_metadata(v, old).unwrap_or_else(|| v.clone())
+                }
+                _ => v.clone(),
+            };
+            if existing.get(k).is_some_and(|old| old[..] == *v.as_bytes()) {
+                done.unchanged += 1;
+                continue;
+            }
+            done.written += 1;
+            ops.push(etcd_client::TxnOp::put(k.as_str(), v, None));
+        }
+        if replace {
+            for k in existing.keys().filter(|k| !named.contains(k.as_str())) {
+                done.deleted += 1;
+                ops.push(etcd_client::TxnOp::delete(k.as_str(), None));
+            }
+        }
+        let size = if replace { ops.len().max(1) } else { TXN };
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let chunk: Vec<etcd_client::TxnOp> = ops.by_ref().take(size).collect();
             client::deadline(client::TIMEOUT, async {
-                Ok(c.txn(etcd_client::Txn::new().and_then(ops)).await?)
+                Ok(c.txn(etcd_client::Txn::new().and_then(chunk)).await?)
             })
             .await?;
         }
-        Ok::<_, Error>(())
-    })??;
-    Ok(kvs.len())
+        Ok::<_, Error>(done)
+    })?
+    .map_err(ImportError::from)
 }
 
 /// The datastore's resources as YAML, with the values left out.

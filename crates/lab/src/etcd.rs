@@ -61,6 +61,9 @@ impl Member {
             // refuses to join it).
             "--initial-cluster-token",
             &self.token,
+            // A test's change of a whole cluster is one transaction.
+            "--max-txn-ops",
+            "4096",
         ];
         let log = self.log(w);
         w.spawn(&self.tag, &self.ns, &cmd, Io::Log(log)).map(drop)
