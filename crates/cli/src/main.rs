@@ -135,6 +135,21 @@ enum Command {
         /// more than one shows whether flows stay in order across workers.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
+        /// Instead of throughput: one node of a large cluster on a real etcd
+        /// (needs etcd-server and etcd-client). Reports the time to the first
+        /// snapshot, resident memory, the time to apply one change and the
+        /// CPU under other nodes' pod churn, beside the file source's.
+        #[arg(long)]
+        scale: bool,
+        /// --scale: nodes in the cluster, one IPAM block each.
+        #[arg(long, value_name = "N", default_value_t = 5000, requires = "scale")]
+        nodes: usize,
+        /// --scale: pods per node (WorkloadEndpoints in etcd: nodes × this).
+        #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(u16).range(1..=120), requires = "scale")]
+        pods_per_node: u16,
+        /// --scale: other nodes' endpoint updates per second during the churn.
+        #[arg(long, value_name = "N", default_value_t = 1000, requires = "scale")]
+        churn_rate: usize,
     },
     /// Move resources between a YAML file and Calico's etcdv3 datastore.
     #[command(
@@ -463,7 +478,28 @@ fn main() -> ExitCode {
             plot,
             out,
             threads,
+            scale,
+            nodes,
+            pods_per_node,
+            churn_rate,
         } => {
+            if scale {
+                let opts = podwire_lab::scale::Options {
+                    nodes,
+                    pods_per_node: usize::from(pods_per_node),
+                    churn_rate,
+                    churn_seconds: seconds.max(5),
+                    out,
+                    json,
+                };
+                return match podwire_lab::scale::run(&opts, &mut std::io::stdout()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("podwire bench --scale: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             let opts = podwire_lab::bench::Options {
                 rounds: usize::from(rounds),
                 seconds,

@@ -51,6 +51,12 @@ const KINDS: [(&str, &str); 4] = [
 /// `now` is the creation time written into new metadata (RFC 3339).
 pub fn to_keys(text: &str, now: &str) -> Result<Vec<(String, String)>, ImportError> {
     podwire::config::parse(text)?;
+    to_keys_unchecked(text, now)
+}
+
+/// As [`to_keys`], without validating the resources as a whole (for a
+/// fragment of a cluster: one endpoint whose node is elsewhere).
+pub fn to_keys_unchecked(text: &str, now: &str) -> Result<Vec<(String, String)>, ImportError> {
     let mut docs = Vec::new();
     for (i, d) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let bad = |message: String| ImportError::Document {

@@ -153,6 +153,11 @@ pub fn cluster(w: &mut Harness, members: &[(&str, &str)]) -> Result<Vec<Member>,
         })
         .collect();
     for m in &list {
+        // A new cluster: nothing of an earlier run's data.
+        if m.data.exists() {
+            std::fs::remove_dir_all(&m.data)
+                .map_err(|e| err(format!("{}: {e}", m.data.display())))?;
+        }
         m.start(w, "new")?;
     }
     for m in &list {

@@ -18,6 +18,7 @@ pub mod kernel;
 mod lab;
 pub mod netns;
 mod pcap;
+pub mod scale;
 mod topology;
 
 pub use lab::*;
