@@ -321,9 +321,15 @@ fn etcd_gives_the_files_tables_and_applies_changes_live() {
             .contains("ippools/broken: left out: the value is not JSON")
     );
     ping(&t.lab, &p1, "10.2.169.138", 2);
+    // An idle watch stays up: nothing changes for 12 s, and the session is
+    // the first one still (etcd closes a connection whose client pings more
+    // often than its --grpc-keepalive-min-time, 5 s).
+    std::thread::sleep(Duration::from_secs(12));
     let ds = datastore(&t, &c1);
     assert!(ds["events"].as_u64().unwrap() >= 4, "{ds}");
     assert_eq!(ds["relists"], 0, "{ds}");
+    assert_eq!(ds["connect_failures"], 0, "{ds}");
+    assert_eq!(ds["last_error"], serde_json::Value::Null, "{ds}");
     // The metrics show it too.
     let stats = t.lab.show(&c1, "stats", false);
     assert!(

@@ -21,7 +21,13 @@ pub fn prefixes() -> [String; 2] {
 }
 
 /// Keys per page of a read: a large cluster never arrives as one response.
+/// A page whose response exceeds [`MAX_MESSAGE`] (500 large IPAM blocks
+/// can) is asked for again in halves.
 pub const PAGE: i64 = 500;
+
+/// The largest gRPC message the client decodes (tonic's default is 4 MiB:
+/// 500 `/25` blocks with their allocations' attributes are 11 MiB).
+pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// How long a connection or a request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,16 +47,22 @@ pub enum Error {
     Ended,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("a response was too large: {0}")]
+    TooLarge(String),
 }
 
 impl From<etcd_client::Error> for Error {
     fn from(e: etcd_client::Error) -> Error {
-        Error::Etcd(match e {
-            etcd_client::Error::GRpcStatus(s) => {
-                format!("{:?}: {}", s.code(), s.message())
+        match e {
+            // tonic's "decoded message length too large".
+            etcd_client::Error::GRpcStatus(s) if format!("{:?}", s.code()) == "OutOfRange" => {
+                Error::TooLarge(s.message().to_string())
             }
-            other => other.to_string(),
-        })
+            etcd_client::Error::GRpcStatus(s) => {
+                Error::Etcd(format!("{:?}: {}", s.code(), s.message()))
+            }
+            other => Error::Etcd(other.to_string()),
+        }
     }
 }
 
@@ -75,7 +87,11 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 pub fn options(settings: &Settings) -> Result<ConnectOptions, Error> {
     let mut o = ConnectOptions::new()
         .with_connect_timeout(TIMEOUT)
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        // HTTP/2 pings as a backstop: no more often than etcd's
+        // `--grpc-keepalive-min-time` (5 s) allows, or it closes the
+        // connection ("too many pings"). The watch's own progress requests
+        // notice a partition sooner (`source.rs`).
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
         .with_keep_alive_while_idle(true)
         // A member cut off from its cluster's leader cancels the watch
         // instead of serving it stale.
@@ -114,27 +130,57 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// Reads every key under `prefixes`, page by page, all at one revision
-/// (that of the first page, or `at` when given), calling `each` with every
-/// key and value; returns the revision. Keys that are not UTF-8 are not
-/// Calico's and are skipped.
-pub async fn list(
+/// A range of keys to read: `[from, to)`, with values or keys only.
+struct Span {
+    from: Vec<u8>,
+    to: Vec<u8>,
+    keys_only: bool,
+}
+
+impl Span {
+    fn prefix(p: &str) -> Span {
+        Span {
+            from: p.as_bytes().to_vec(),
+            to: prefix_end(p),
+            keys_only: false,
+        }
+    }
+}
+
+/// Reads `spans` page by page, all at one revision (that of the first
+/// page, or `at` when given), calling `each` with every key and its value
+/// (empty for keys only); returns the revision. Keys that are not UTF-8
+/// are not Calico's and are skipped.
+async fn read_spans(
     client: &mut Client,
-    prefixes: &[String],
+    spans: &[Span],
     at: Option<i64>,
     mut each: impl FnMut(&str, &[u8]),
 ) -> Result<i64, Error> {
     let mut revision = at.unwrap_or(0);
-    for prefix in prefixes {
-        let end = prefix_end(prefix);
-        let mut from = prefix.as_bytes().to_vec();
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut page = PAGE;
+    for span in spans {
+        let mut from = span.from.clone();
         loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            let mut opts = GetOptions::new()
+                .with_range(span.to.clone())
+                .with_limit(page);
+            if span.keys_only {
+                opts = opts.with_keys_only();
+            }
             if revision > 0 {
                 opts = opts.with_revision(revision);
             }
             let key = from.clone();
-            let mut r = deadline(TIMEOUT, async { Ok(client.get(key, Some(opts)).await?) }).await?;
+            let got = deadline(TIMEOUT, async { Ok(kv.get(key, Some(opts)).await?) }).await;
+            let mut r = match got {
+                Err(Error::TooLarge(_)) if page > 1 => {
+                    page = (page / 2).max(1);
+                    continue;
+                }
+                other => other?,
+            };
             if revision == 0 {
                 revision = r.header().map_or(0, |h| h.revision());
             }
@@ -157,6 +203,76 @@ pub async fn list(
     Ok(revision)
 }
 
+/// Reads every key under `prefixes`, page by page, all at one revision
+/// (that of the first page, or `at` when given), calling `each` with every
+/// key and value; returns the revision.
+pub async fn list(
+    client: &mut Client,
+    prefixes: &[String],
+    at: Option<i64>,
+    each: impl FnMut(&str, &[u8]),
+) -> Result<i64, Error> {
+    let spans: Vec<Span> = prefixes.iter().map(|p| Span::prefix(p)).collect();
+    read_spans(client, &spans, at, each).await
+}
+
+/// Reads what a node needs, at one revision: the v3 resources and the
+/// IPAM blocks with their values, but the WorkloadEndpoints — most of the
+/// datastore, and nearly all other nodes' — keys only; the values of the
+/// keys `wanted` keeps are then read one by one at the same revision. So
+/// the read grows with the cluster's keys, not with its endpoints' values.
+/// Calls `each` with the keys `wanted` keeps and their values; returns the
+/// revision.
+pub async fn read_node(
+    client: &mut Client,
+    wanted: impl Fn(&str) -> bool,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<i64, Error> {
+    let endpoints = format!("{RESOURCES}workloadendpoints/");
+    let spans = [
+        Span {
+            from: RESOURCES.as_bytes().to_vec(),
+            to: endpoints.as_bytes().to_vec(),
+            keys_only: false,
+        },
+        Span {
+            from: prefix_end(&endpoints),
+            to: prefix_end(RESOURCES),
+            keys_only: false,
+        },
+        Span::prefix(&format!("{IPAM}assignment/")),
+    ];
+    let revision = read_spans(client, &spans, None, |k, v| {
+        if wanted(k) {
+            each(k, v);
+        }
+    })
+    .await?;
+    let mine = [Span {
+        keys_only: true,
+        ..Span::prefix(&endpoints)
+    }];
+    let mut keys = Vec::new();
+    read_spans(client, &mine, Some(revision), |k, _| {
+        if wanted(k) {
+            keys.push(k.to_string());
+        }
+    })
+    .await?;
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    for key in keys {
+        let opts = GetOptions::new().with_revision(revision);
+        let r = deadline(TIMEOUT, async {
+            Ok(kv.get(key.clone(), Some(opts)).await?)
+        })
+        .await?;
+        if let Some(v) = r.kvs().first() {
+            each(&key, v.value());
+        }
+    }
+    Ok(revision)
+}
+
 /// Watches `prefixes` on one stream from revision `from`, with previous
 /// values; the watches' IDs are those of their creation responses.
 pub async fn watch(
@@ -174,8 +290,9 @@ pub async fn watch(
     let Some((first, rest)) = prefixes.split_first() else {
         return Err(Error::Etcd("nothing to watch".into()));
     };
+    let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let mut stream = deadline(TIMEOUT, async {
-        Ok(client.watch(first.clone(), Some(opts(first))).await?)
+        Ok(watcher.watch(first.clone(), Some(opts(first))).await?)
     })
     .await?;
     for p in rest {

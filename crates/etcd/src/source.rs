@@ -30,6 +30,10 @@ use crate::store::{Applied, Assembled, Store};
 const QUIET: Duration = Duration::from_millis(50);
 /// …and at most, after the first (SPEC §9: applied within a second).
 const MOST: Duration = Duration::from_millis(250);
+/// How often the watch asks for progress, and how long a member may stay
+/// silent before the session is given up.
+const PROBE: Duration = Duration::from_secs(2);
+const SILENT: Duration = Duration::from_secs(5);
 /// The backoff between connection attempts.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MOST: Duration = Duration::from_secs(5);
@@ -270,11 +274,11 @@ async fn relist(inner: &Inner, c: &mut Client, state: &mut State) -> Result<i64,
     let status = &inner.status;
     let node = state.store.node().to_string();
     let mut kvs: Vec<(String, Vec<u8>)> = Vec::new();
-    let revision = client::list(c, &client::prefixes(), None, |k, v| {
-        if decode::wanted(k, &node) {
-            kvs.push((k.to_string(), v.to_vec()));
-        }
-    })
+    let revision = client::read_node(
+        c,
+        |k| decode::wanted(k, &node),
+        |k, v| kvs.push((k.to_string(), v.to_vec())),
+    )
     .await?;
     let (changed, rejected) = state
         .store
@@ -334,11 +338,24 @@ async fn watch(
     let mut stream = client::watch(c, &client::prefixes(), revision + 1).await?;
     // The first and last unpublished change.
     let mut pending: Option<(Instant, Instant)> = None;
+    // Liveness: a progress request every PROBE; a member that answers
+    // nothing (no event, no progress) for SILENT is gone — a partition is
+    // noticed in seconds, whatever the TCP connection believes.
+    let mut probe = tokio::time::interval(PROBE);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
     loop {
         let due = pending.map(|(first, last)| (last + QUIET).min(first + MOST));
         tokio::select! {
+            _ = probe.tick() => {
+                if heard.elapsed() > SILENT {
+                    return Err(Error::Timeout(SILENT));
+                }
+                stream.request_progress().await?;
+            }
             m = stream.message() => {
                 let Some(r) = m? else { return Err(Error::Ended) };
+                heard = Instant::now();
                 if r.canceled() {
                     if r.compact_revision() > 0 {
                         tracing::warn!("etcd: watch from {} compacted (now {}): reading everything again", revision + 1, r.compact_revision());
@@ -422,11 +439,11 @@ pub fn read_once(settings: &Settings, node: &str) -> Result<Read, Error> {
                 let mut c = client::connect(settings, endpoint).await?;
                 let mut store = Store::new(node);
                 let mut kvs: Vec<(String, Vec<u8>)> = Vec::new();
-                let revision = client::list(&mut c, &client::prefixes(), None, |k, v| {
-                    if decode::wanted(k, node) {
-                        kvs.push((k.to_string(), v.to_vec()));
-                    }
-                })
+                let revision = client::read_node(
+                    &mut c,
+                    |k| decode::wanted(k, node),
+                    |k, v| kvs.push((k.to_string(), v.to_vec())),
+                )
                 .await?;
                 let (_, rejected) =
                     store.replace(kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
