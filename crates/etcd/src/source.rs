@@ -273,16 +273,22 @@ async fn session(inner: &Inner, settings: &Settings, endpoint: &str, state: &mut
 async fn relist(inner: &Inner, c: &mut Client, state: &mut State) -> Result<i64, Error> {
     let status = &inner.status;
     let node = state.store.node().to_string();
-    let mut kvs: Vec<(String, Vec<u8>)> = Vec::new();
+    // Each value is parsed as it arrives and only its resources kept.
+    let mut fresh = Store::new(node.clone());
+    let mut rejected = Vec::new();
+    let mut read = 0usize;
     let revision = client::read_node(
         c,
         |k| decode::wanted(k, &node),
-        |k, v| kvs.push((k.to_string(), v.to_vec())),
+        |k, v| {
+            read += 1;
+            if let Applied::Rejected(e) = fresh.put(k, v) {
+                rejected.push((k.to_string(), e));
+            }
+        },
     )
     .await?;
-    let (changed, rejected) = state
-        .store
-        .replace(kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    let changed = state.store.replace_with(fresh);
     let before = std::mem::take(&mut state.rejected);
     for (key, e) in &rejected {
         if before.contains(key) {
@@ -297,8 +303,7 @@ async fn relist(inner: &Inner, c: &mut Client, state: &mut State) -> Result<i64,
     }
     status.revision.store(revision, Relaxed);
     tracing::info!(
-        "etcd: read {} key(s) at revision {revision}: {} held, {changed} changed",
-        kvs.len(),
+        "etcd: read {read} key(s) at revision {revision}: {} held, {changed} changed",
         state.store.len()
     );
     if !state.published || changed > 0 {

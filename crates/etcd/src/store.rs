@@ -115,13 +115,20 @@ impl Store {
                 rejected.push((key.to_string(), e));
             }
         }
+        (self.replace_with(fresh), rejected)
+    }
+
+    /// A whole read, already put into `fresh` (as it arrived, so that the
+    /// read's raw values are never held all at once): it replaces
+    /// everything held. Returns how many held keys changed.
+    pub fn replace_with(&mut self, fresh: Store) -> usize {
         let keys: BTreeSet<&String> = self.held.keys().chain(fresh.held.keys()).collect();
         let changed = keys
             .into_iter()
             .filter(|k| self.held.get(*k) != fresh.held.get(*k))
             .count();
         self.held = fresh.held;
-        (changed, rejected)
+        changed
     }
 
     /// The snapshot of everything held. A value that does not validate

@@ -35,8 +35,10 @@ pub struct Options {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Figures {
     pub source: String,
-    /// From `podwire run` to the control socket answering (the first
-    /// snapshot compiled and its endpoints created).
+    /// From `podwire run` to its first snapshot compiled.
+    pub snapshot_seconds: f64,
+    /// From `podwire run` to the control socket answering (its endpoints'
+    /// devices created).
     pub start_seconds: f64,
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
@@ -211,8 +213,8 @@ fn until_route(control: &Path, prefix: &str, timeout: Duration) -> Result<Durati
     }
 }
 
-/// Starts the daemon; returns its PID, control socket and how long it took
-/// to answer.
+/// Starts the daemon; returns its PID, control socket, and how long it
+/// took to compile its first snapshot and to answer (its endpoints made).
 fn start_daemon(
     w: &mut Harness,
     exe: &str,
@@ -220,7 +222,7 @@ fn start_daemon(
     tag: &str,
     config: Option<&Path>,
     extra: &[&str],
-) -> Result<(u32, PathBuf, f64), LabError> {
+) -> Result<(u32, PathBuf, f64, f64), LabError> {
     let control = w.dir.join(format!("scale-{tag}.sock"));
     let log = w.dir.join(format!("scale-{tag}.log"));
     let d = Daemon {
@@ -235,8 +237,29 @@ fn start_daemon(
     };
     let t0 = Instant::now();
     let pid = w.start_podwire(tag, ns, &d)?;
+    // The daemon logs `starting` once its first snapshot compiled, before
+    // it creates the endpoints' devices.
+    let compiled = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(" starting node=") {
+            break t0.elapsed().as_secs_f64();
+        }
+        if let Some(status) = w.exited(tag)? {
+            return Err(err(format!(
+                "podwire exited with {status}: see {}",
+                log.display()
+            )));
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            return Err(err(format!(
+                "no snapshot after 600 s: see {}",
+                log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     w.wait_podwire(tag, &control, Duration::from_secs(600))?;
-    Ok((pid, control, t0.elapsed().as_secs_f64()))
+    Ok((pid, control, compiled, t0.elapsed().as_secs_f64()))
 }
 
 /// A new node's Node and block, for the one-change measurement.
@@ -322,7 +345,7 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
     let mut results = Vec::new();
     // etcd.
     {
-        let (pid, control, start) = start_daemon(
+        let (pid, control, snapshot, start) = start_daemon(
             &mut w,
             &exe,
             &node_ns,
@@ -404,6 +427,7 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
         w.stop("etcd", "TERM", Duration::from_secs(20))?;
         results.push(Figures {
             source: "etcdv3".into(),
+            snapshot_seconds: snapshot,
             start_seconds: start,
             rss_mib: rss_now,
             peak_rss_mib: peak,
@@ -414,7 +438,8 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
     }
     // The file.
     {
-        let (pid, control, start) = start_daemon(&mut w, &exe, &node_ns, "file", Some(&file), &[])?;
+        let (pid, control, snapshot, start) =
+            start_daemon(&mut w, &exe, &node_ns, "file", Some(&file), &[])?;
         let (rss_now, peak) = rss(pid);
         let (cidr, yaml, _) = joining(n);
         let mut text = std::fs::read_to_string(&file).map_err(|e| err(e.to_string()))?;
@@ -431,6 +456,7 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
         w.stop("file", "TERM", Duration::from_secs(20))?;
         results.push(Figures {
             source: "file".into(),
+            snapshot_seconds: snapshot,
             start_seconds: start,
             rss_mib: rss_now,
             peak_rss_mib: peak.max(peak_after),
@@ -453,8 +479,14 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
         say(serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         say(format!(
-            "{:<8} {:>9} {:>9} {:>10} {:>12} {:>22}",
-            "source", "start s", "RSS MiB", "peak MiB", "1 change ms", "CPU % idle / churn"
+            "{:<8} {:>11} {:>9} {:>9} {:>10} {:>12} {:>22}",
+            "source",
+            "snapshot s",
+            "start s",
+            "RSS MiB",
+            "peak MiB",
+            "1 change ms",
+            "CPU % idle / churn"
         ));
         for r in &report.results {
             let cpu = match (r.idle_cpu_percent, r.churn_cpu_percent) {
@@ -462,8 +494,14 @@ pub fn run(opts: &Options, out: &mut dyn std::io::Write) -> Result<Report, LabEr
                 _ => "-".into(),
             };
             say(format!(
-                "{:<8} {:>9.2} {:>9.1} {:>10.1} {:>12.1} {:>22}",
-                r.source, r.start_seconds, r.rss_mib, r.peak_rss_mib, r.one_change_ms, cpu
+                "{:<8} {:>11.2} {:>9.2} {:>9.1} {:>10.1} {:>12.1} {:>22}",
+                r.source,
+                r.snapshot_seconds,
+                r.start_seconds,
+                r.rss_mib,
+                r.peak_rss_mib,
+                r.one_change_ms,
+                cpu
             ));
         }
     }
