@@ -35,3 +35,17 @@ pub fn is_leader(lab: &Lab, m: &Member) -> bool {
 pub fn endpoints<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
     podwire_lab::etcd::endpoints(members)
 }
+
+/// A CA and certificates for an etcd member at `ip`, in the lab's directory.
+pub fn tls(lab: &Lab, ip: &str) -> podwire_lab::etcd::Tls {
+    ok(podwire_lab::etcd::Tls::make(&lab.dir, ip))
+}
+
+/// Starts an etcd cluster whose clients must use TLS with certificates.
+pub fn cluster_tls(
+    lab: &mut Lab,
+    members: &[(&str, &str)],
+    tls: &podwire_lab::etcd::Tls,
+) -> Vec<Member> {
+    ok(podwire_lab::etcd::cluster_with(lab, members, Some(tls)))
+}
