@@ -66,6 +66,15 @@ enum Command {
         /// offloads.
         #[arg(long)]
         no_packet_gso: bool,
+        /// The host path (SPEC §10): a TUN device of this name in the
+        /// node's namespace through which the node's kernel reaches pods
+        /// and pods reach what is outside every pool (the node itself,
+        /// Services, natOutgoing); podwire gives it the node's tunnel
+        /// address, a route per pool and its own nftables table (`table ip
+        /// podwire`, masquerading natOutgoing pools), and removes them at
+        /// stop. Needs `ip` and `nft`. Off when not given.
+        #[arg(long, value_name = "NAME", value_parser = interface_name)]
+        host_interface: Option<String>,
     },
     /// Validate a configuration, then print the node's compiled tables
     /// (`# routes`, `# neigh`, `# fdb`, as `ip route`, `ip neigh` and
@@ -404,6 +413,7 @@ fn main() -> ExitCode {
             no_tun_offload,
             no_udp_segment,
             no_packet_gso,
+            host_interface,
         } => {
             init_logging();
             let source = match source_for(&node) {
@@ -423,6 +433,7 @@ fn main() -> ExitCode {
                 tun_offload: !no_tun_offload,
                 udp_segment: !no_udp_segment,
                 packet_gso: !no_tun_offload && !no_packet_gso,
+                host_interface,
             };
             match daemon::run(opts, source) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -545,4 +556,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// A Linux interface name: 1 to 15 bytes, no `/`, no whitespace.
+fn interface_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 15 || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{s:?} is not an interface name (1 to 15 bytes, no '/' or spaces)"
+        ));
+    }
+    Ok(s.to_string())
 }

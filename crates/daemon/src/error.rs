@@ -43,6 +43,8 @@ pub enum StartError {
     },
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Host(#[from] crate::host::HostError),
 }
 
 impl StartError {

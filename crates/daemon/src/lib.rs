@@ -12,6 +12,7 @@
 
 pub mod control;
 mod error;
+pub mod host;
 mod metrics;
 mod neigh;
 mod pool;
@@ -64,6 +65,9 @@ pub struct Options {
     /// Direct mode: super-packets whole through packet sockets with
     /// `PACKET_VNET_HDR`: on unless turned off (needs `tun_offload`).
     pub packet_gso: bool,
+    /// The host path (SPEC §10) through a TUN device of this name in the
+    /// node's namespace; `None`: off.
+    pub host_interface: Option<String>,
 }
 
 /// A local endpoint's device: one queue per worker, and counters.
@@ -121,6 +125,8 @@ pub struct Shared {
     pub offloads: stats::Offloads,
     /// The datastore's state, for a source that has one.
     pub source_status: Option<Arc<config::SourceStatus>>,
+    /// The host path, when it is on.
+    pub host: Option<host::HostPath>,
 }
 
 impl Shared {
@@ -173,7 +179,7 @@ pub fn underlay(name: Option<&str>, mtu: Option<u16>, node_ip: Option<Ipv4Addr>)
 fn compile_for(opts: &Options, resources: &Resources) -> Result<Tables, table::CompileError> {
     let node_ip = resources.node(&opts.node).and_then(|n| n.ip());
     let u = underlay(opts.underlay.as_deref(), opts.underlay_mtu, node_ip);
-    table::compile(resources, &opts.node, &u)
+    table::compile_with(resources, &opts.node, &u, opts.host_interface.as_deref())
 }
 
 /// Builds a snapshot for `tables`, reusing the devices of `old` endpoints
@@ -196,6 +202,11 @@ fn snapshot(
                 .collect()
         })
         .unwrap_or_default();
+    // The kernel-NATed flows outlive any one snapshot.
+    let tables = match old {
+        Some(old) => tables.with_flows(old.tables.flows_handle()),
+        None => tables,
+    };
     let mut endpoints = Vec::with_capacity(tables.endpoints().len());
     for ep in tables.endpoints() {
         if let Some(io) = existing.get(ep.interface.as_str()) {
@@ -359,20 +370,25 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
     // The kernel must not also forward (or answer for) the pod traffic that
     // arrives on the underlay in direct mode: forwarding off on that device.
     // A daemon that was killed left it off: the value to restore is the one
-    // it recorded.
-    let forwarding = underlay.as_ref().and_then(|u| {
-        let original = u.stop_forwarding().or_else(|| {
-            previous
-                .forwarding
-                .clone()
-                .filter(|f| f.device == u.name)
-                .map(|f| f.original)
-        })?;
-        Some(state::Forwarding {
-            device: u.name.clone(),
-            original,
-        })
-    });
+    // it recorded. With the host path, the underlay keeps forwarding (the
+    // replies of NATed flows arrive there) and podwire's nftables table
+    // drops, before routing, what the packet socket takes instead.
+    let forwarding = underlay
+        .as_ref()
+        .filter(|_| opts.host_interface.is_none())
+        .and_then(|u| {
+            let original = u.stop_forwarding().or_else(|| {
+                previous
+                    .forwarding
+                    .clone()
+                    .filter(|f| f.device == u.name)
+                    .map(|f| f.original)
+            })?;
+            Some(state::Forwarding {
+                device: u.name.clone(),
+                original,
+            })
+        });
     let offloads = stats::Offloads {
         tun: opts.tun_offload,
         udp_segment: opts.udp_segment,
@@ -413,6 +429,15 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         None => tables,
     };
     let snap = snapshot(tables, 0, threads, opts.tun_offload, None, &mut adopted)?;
+    // The host path, once its device exists.
+    let host = match &opts.host_interface {
+        Some(name) => {
+            let h = host::HostPath::new(name, previous.ip_forward.clone())?;
+            h.apply(&snap.tables)?;
+            Some(h)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         workers: (0..threads).map(|_| WorkerStats::default()).collect(),
@@ -427,6 +452,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         state_thread: std::sync::OnceLock::new(),
         offloads,
         source_status: source.status(),
+        host,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(StartError::thread("neighbour refresher"))?;
@@ -505,6 +531,9 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         u.restore_forwarding(&f.original);
     }
     control.stop();
+    if let Some(h) = &shared.host {
+        h.remove();
+    }
     // Dropping the last snapshot closes every queue, non-persistent by
     // then: the kernel removes the TUN devices.
     shared.snapshot.store(Arc::new(Snapshot {

@@ -87,6 +87,13 @@ impl Daemon {
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         let generation = snap.generation;
         self.shared.snapshot.store(Arc::new(snap));
+        if let Some(h) = &self.shared.host {
+            // Forwarding goes on with what the kernel has; the next reload
+            // tries again.
+            if let Err(e) = h.apply(&self.shared.snapshot.load().tables) {
+                tracing::error!("{e}");
+            }
+        }
         drop(guard);
         self.wake();
         if let Some(t) = self.shared.state_thread.get() {

@@ -37,6 +37,9 @@ pub struct State {
     /// its value before.
     #[serde(default)]
     pub forwarding: Option<Forwarding>,
+    /// The host path set `net.ipv4.ip_forward` to 1; this was its value.
+    #[serde(default)]
+    pub ip_forward: Option<String>,
     #[serde(default)]
     pub endpoints: Vec<Recorded>,
 }
@@ -159,6 +162,7 @@ fn current(shared: &Shared, forwarding: &Option<Forwarding>) -> State {
     State {
         pid: std::process::id(),
         forwarding: forwarding.clone(),
+        ip_forward: shared.host.as_ref().and_then(|h| h.ip_forward_to_restore()),
         endpoints,
     }
 }
@@ -220,6 +224,7 @@ mod tests {
                 device: "eth0".into(),
                 original: "1".into(),
             }),
+            ip_forward: Some("0".into()),
             endpoints: vec![Recorded {
                 interface: "cali1".into(),
                 name: "eth0".into(),

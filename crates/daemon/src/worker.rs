@@ -194,6 +194,11 @@ impl Worker {
                 if snap.generation != self.generation {
                     self.resync(&snap);
                 }
+                // The clock the kernel-NATed flows age by.
+                if snap.tables.host().is_some() {
+                    let secs = self.shared.started.elapsed().as_secs() as u32;
+                    snap.tables.flows().set_now(secs);
+                }
                 match event.token() {
                     WAKER => {}
                     IPIP_RX => self.drain_underlay(&snap, Mode::Ipip),

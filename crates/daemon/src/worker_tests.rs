@@ -99,6 +99,7 @@ impl Harness {
             worker_generations: vec![AtomicU64::new(0)],
             offloads: Offloads::default(),
             source_status: None,
+            host: None,
         });
         let (vx, vxlan_in) = mock::rx().unwrap();
         let (ip, ipip_in) = mock::rx().unwrap();

@@ -189,6 +189,9 @@ pub struct Node {
     pub ipv4: Option<Ipv4Network>,
     /// `spec.ipv4VXLANTunnelAddr`.
     pub vxlan_tunnel_addr: Option<Ipv4Addr>,
+    /// `spec.bgp.ipv4IPIPTunnelAddr`: the address of the node's `tunl0`
+    /// (podwire gives it to the host interface).
+    pub ipip_tunnel_addr: Option<Ipv4Addr>,
     /// `spec.vxlanTunnelMACAddr`.
     pub vxlan_tunnel_mac: Option<MacAddr>,
 }

@@ -322,6 +322,8 @@ fn ip_pool(cx: &Ctx, raw: Raw<IpPoolSpec>) -> Result<IpPool, ConfigError> {
 #[serde(rename_all = "camelCase")]
 struct NodeBgp {
     ipv4_address: Option<String>,
+    #[serde(rename = "ipv4IPIPTunnelAddr")]
+    ipip_tunnel_addr: Option<String>,
 }
 
 /// One of `spec.addresses`: an address (with or without a prefix length)
@@ -379,14 +381,22 @@ fn node(cx: &Ctx, raw: Raw<NodeSpec>) -> Result<Node, ConfigError> {
             Some(ipv4_prefixed(cx, field, &s)?)
         }
     };
-    let field = "spec.ipv4VXLANTunnelAddr";
-    let vxlan_tunnel_addr = match spec.vxlan_tunnel_addr.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            Ipv4Addr::from_str(s.trim())
-                .map_err(|_| cx.err(field, format!("{s:?} is not an IPv4 address")))?,
-        ),
+    let address = |field: &str, v: Option<&str>| match v {
+        None | Some("") => Ok(None),
+        Some(s) => Ipv4Addr::from_str(s.trim())
+            .map(Some)
+            .map_err(|_| cx.err(field, format!("{s:?} is not an IPv4 address"))),
     };
+    let vxlan_tunnel_addr = address(
+        "spec.ipv4VXLANTunnelAddr",
+        spec.vxlan_tunnel_addr.as_deref(),
+    )?;
+    let ipip_tunnel_addr = address(
+        "spec.bgp.ipv4IPIPTunnelAddr",
+        spec.bgp
+            .as_ref()
+            .and_then(|b| b.ipip_tunnel_addr.as_deref()),
+    )?;
     let field = "spec.vxlanTunnelMACAddr";
     let vxlan_tunnel_mac = match spec.vxlan_tunnel_mac.as_deref() {
         None | Some("") => None,
@@ -404,6 +414,7 @@ fn node(cx: &Ctx, raw: Raw<NodeSpec>) -> Result<Node, ConfigError> {
         name,
         ipv4,
         vxlan_tunnel_addr,
+        ipip_tunnel_addr,
         vxlan_tunnel_mac,
     })
 }

@@ -4,6 +4,7 @@
 //! locally or encapsulated.
 
 use super::encap::{encapsulate, flow_hash, src_port};
+use super::flows::FlowKey;
 use super::icmp::{self, error_in_place};
 use super::{DropReason, FragJob, Packet, State, Target, Verdict};
 use crate::table::{EndpointId, Hop, Tables};
@@ -50,13 +51,18 @@ fn egress_sized(
     let Some(endpoint) = t.endpoint(from) else {
         return Verdict::Drop(DropReason::SpoofedSource);
     };
-    if !endpoint.ips.iter().any(|ip| u32::from(*ip) == h.src) {
+    // What the node's kernel sends through the host interface has been
+    // routed (and its TTL decremented) by the kernel already, and may come
+    // from anywhere (the node, a de-NATed reply, a NodePort's client):
+    // podwire is the link to the pod, not another router.
+    let from_host = t.is_host(from);
+    if !from_host && !endpoint.ips.iter().any(|ip| u32::from(*ip) == h.src) {
         return Verdict::Drop(DropReason::SpoofedSource);
     }
     if is_encapsulated(t, &h, pkt.data()) {
         return Verdict::Drop(DropReason::EncapFromWorkload);
     }
-    if h.ttl <= 1 {
+    if !from_host && h.ttl <= 1 {
         return icmp_error(
             t,
             st,
@@ -67,13 +73,30 @@ fn egress_sized(
             DropReason::TtlExceeded,
         );
     }
-    let (target, mtu) = match t.lookup(h.dst) {
+    let hop = if from_host {
+        t.lookup(h.dst)
+    } else {
+        t.lookup_from_workload(h.dst)
+    };
+    let (target, mtu) = match hop {
         None => return Verdict::Drop(DropReason::NoRoute),
         Some(Hop::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
         Some(Hop::VxlanNoNeighbour) => return Verdict::Drop(DropReason::NoNeighbour),
         Some(Hop::VxlanNoFdb) => return Verdict::Drop(DropReason::NoFdb),
+        Some(Hop::Host) => {
+            return match t.host() {
+                // The kernel routes it from here (and decrements its TTL).
+                Some(host) if !from_host => Verdict::Deliver(host),
+                _ => Verdict::Drop(DropReason::NoRoute),
+            };
+        }
         Some(Hop::Endpoint(to)) => {
-            decrement_ttl(pkt);
+            if let Some(v) = through_kernel(t, from_host, &h, pkt.data()) {
+                return v;
+            }
+            if !from_host {
+                decrement_ttl(pkt);
+            }
             return Verdict::Deliver(to);
         }
         Some(Hop::Ipip { node }) => (Target::Ipip { node }, t.mtu().ipip),
@@ -90,11 +113,16 @@ fn egress_sized(
         }
         Some(Hop::Direct { gw }) => (Target::Direct { gw }, t.mtu().direct),
     };
+    if let Some(v) = through_kernel(t, from_host, &h, pkt.data()) {
+        return v;
+    }
     if let Some(segment) = segment {
         if segment > usize::from(mtu) || !matches!(target, Target::Direct { .. }) {
             return Verdict::Drop(DropReason::TooBig);
         }
-        decrement_ttl(pkt);
+        if !from_host {
+            decrement_ttl(pkt);
+        }
         return encapsulate(t, st, pkt, target);
     }
     if pkt.len() > usize::from(mtu) {
@@ -105,11 +133,39 @@ fn egress_sized(
         let Some(job) = FragJob::plan(&h, mtu, target) else {
             return Verdict::Drop(DropReason::TooBig);
         };
-        decrement_ttl(pkt);
+        if !from_host {
+            decrement_ttl(pkt);
+        }
         return Verdict::Fragment(job);
     }
-    decrement_ttl(pkt);
+    if !from_host {
+        decrement_ttl(pkt);
+    }
     encapsulate(t, st, pkt, target)
+}
+
+/// The kernel-NATed flows (see [`flows`](super::flows)): a packet the host
+/// interface brings from a pool address to a pod records its flow; a
+/// packet between pods that answers such a flow goes back through the
+/// kernel (its TTL left for the kernel to decrement), which un-NATs it.
+#[inline]
+pub(super) fn through_kernel(
+    t: &Tables,
+    from_host: bool,
+    h: &ipv4::Header,
+    data: &[u8],
+) -> Option<Verdict> {
+    let host = t.host()?;
+    let flows = t.flows();
+    if from_host {
+        if t.in_pool(h.src) {
+            flows.record(FlowKey::of(h, data).reversed(), flows.now());
+        }
+        return None;
+    }
+    flows
+        .contains(FlowKey::of(h, data), flows.now())
+        .then_some(Verdict::Deliver(host))
 }
 
 /// IP-in-IP, or UDP to the VXLAN port (checked on first fragments only:

@@ -3,6 +3,7 @@
 //! What survives is forwarded to a local endpoint as the kernel forwards
 //! from a tunnel device to a pod: RFC 6040 ECN, then TTL decremented.
 
+use super::egress::through_kernel;
 use super::{DropReason, Packet, Verdict};
 use crate::table::{Hop, Tables};
 use crate::wire::checksum::Sum;
@@ -146,17 +147,31 @@ fn forward_inner(t: &Tables, pkt: &mut Packet, outer_ecn: u8, framing: Framing) 
     if set_ce && h.ecn() == ecn::NOT_ECT {
         return Verdict::Drop(DropReason::EcnCeOnNotEct);
     }
-    let Some(Hop::Endpoint(to)) = t.lookup(h.dst) else {
-        return Verdict::Drop(DropReason::NotLocal);
+    let to = match t.lookup(h.dst) {
+        Some(Hop::Endpoint(to)) => to,
+        // The node's own tunnel address: the kernel's, which takes it as
+        // its own (no forwarding, no TTL decrement), as from `tunl0` or
+        // `vxlan.calico`. Nothing else from the underlay reaches the host
+        // interface.
+        Some(Hop::Host) => match t.host() {
+            Some(host) => return Verdict::Deliver(host),
+            None => return Verdict::Drop(DropReason::NotLocal),
+        },
+        _ => return Verdict::Drop(DropReason::NotLocal),
     };
-    if h.ttl <= 1 {
+    // A reply of a flow the kernel NATed goes back through the kernel,
+    // which decrements its TTL as it forwards it.
+    let via_kernel = through_kernel(t, false, &h, pkt.data());
+    if via_kernel.is_none() && h.ttl <= 1 {
         return Verdict::Drop(DropReason::TtlExceeded);
     }
     if let Some(hdr) = pkt.data_mut().first_chunk_mut() {
         if set_ce {
             ipv4::set_ce(hdr);
         }
-        ipv4::decrement_ttl(hdr);
+        if via_kernel.is_none() {
+            ipv4::decrement_ttl(hdr);
+        }
     }
-    Verdict::Deliver(to)
+    via_kernel.unwrap_or(Verdict::Deliver(to))
 }

@@ -68,8 +68,9 @@ pub fn from_tun(
         let data = pkt.data();
         let segment = vnet::tcp4_header_len(data)? + usize::from(gso.size);
         let dst = u32::from_be_bytes(*data.get(16..20)?.first_chunk()?);
-        let ok = match t.lookup(dst) {
-            Some(Hop::Endpoint(_)) => true,
+        let ok = match t.lookup_from_workload(dst) {
+            // A pod's TUN and the host interface both take it whole.
+            Some(Hop::Endpoint(_) | Hop::Host) => true,
             Some(Hop::Direct { .. }) => direct_whole && segment <= usize::from(t.mtu().direct),
             _ => false,
         };

@@ -11,6 +11,7 @@
 
 mod egress;
 mod encap;
+pub mod flows;
 mod frag;
 pub mod gro;
 mod icmp;
@@ -212,7 +213,7 @@ drop_reasons! {
     EncapFromWorkload => "encap-from-workload", "A workload sent IP-in-IP, or UDP to the VXLAN port, itself.";
     TtlExceeded => "ttl-exceeded", "TTL 1 or less on arrival; a workload's packet gets ICMP time exceeded back.";
     Blackhole => "blackhole", "The destination is in a local block but no local workload has it (silent, as the kernel's blackhole route).";
-    NoRoute => "no-route", "The destination is outside every route (natOutgoing is not supported yet).";
+    NoRoute => "no-route", "No route for the destination: inside a pool but on no route; outside every pool without the host path (`--host-interface`); or, from the host interface, anything that is not a pod's.";
     NoNeighbour => "no-neighbour", "The route's next hop has no neighbour entry: a VXLAN gateway without an ARP entry, or a direct-mode next hop whose MAC the underlay's neighbour table does not have (yet).";
     NoFdb => "no-fdb", "A VXLAN gateway's MAC has no FDB entry.";
     TooBig => "too-big", "Larger than the mode's MTU with DF set (the sender gets ICMP fragmentation needed back).";

@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
 
-use super::{BuildError, Endpoint, LocalNode, Mtus, Tables, TablesBuilder, Via, VxlanParams};
+use super::{
+    BuildError, Endpoint, LocalNode, Mtus, PoolNet, Tables, TablesBuilder, Via, VxlanParams,
+};
 use crate::config::{EncapMode, IpPool, IpamBlock, Resources};
 
 /// The underlay device: its name (for direct routes) and MTU.
@@ -65,6 +67,20 @@ fn pool_mtu(pool: Option<&IpPool>, mtu: Mtus) -> u16 {
 
 /// Compiles the tables of node `node`.
 pub fn compile(r: &Resources, node: &str, underlay: &Underlay) -> Result<Tables, CompileError> {
+    compile_with(r, node, underlay, None)
+}
+
+/// Compiles the tables of node `node`, with the host path on through the
+/// interface `host` when it is given: packets from pods to anything
+/// outside every pool, and to the node's own tunnel addresses, go to it,
+/// and what the node's kernel sends through it reaches the pods
+/// (SPEC §10).
+pub fn compile_with(
+    r: &Resources,
+    node: &str,
+    underlay: &Underlay,
+    host: Option<&str>,
+) -> Result<Tables, CompileError> {
     let Some(me) = r.node(node) else {
         let mut names: Vec<&str> = r.nodes.iter().map(|n| n.name.as_str()).collect();
         names.sort_unstable();
@@ -263,6 +279,33 @@ pub fn compile(r: &Resources, node: &str, underlay: &Underlay) -> Result<Tables,
             let mac = peer.vtep_mac();
             b.neigh(tunnel, mac).fdb(mac, peer_ip);
         }
+    }
+    for p in &r.pools {
+        b.pool(PoolNet {
+            cidr: p.cidr,
+            nat_outgoing: p.nat_outgoing,
+            disabled: p.disabled,
+        });
+    }
+    if let Some(interface) = host {
+        // The addresses a Calico node gives `vxlan.calico` and `tunl0`.
+        let mut addrs: Vec<Ipv4Addr> = [me.vxlan_tunnel_addr, me.ipip_tunnel_addr]
+            .into_iter()
+            .flatten()
+            .filter(|ip| r.pool_of(Ipv4Network::from(*ip)).is_some())
+            .collect();
+        addrs.dedup();
+        // Small enough for every mode in use, so that the kernel, not
+        // podwire, fragments or answers "fragmentation needed" for what it
+        // sends to pods.
+        let host_mtu = r
+            .pools
+            .iter()
+            .filter(|p| !p.disabled)
+            .map(|p| pool_mtu(Some(p), mtu))
+            .min()
+            .unwrap_or(mtu.direct);
+        b.host(interface, host_mtu, addrs);
     }
     Ok(b.build()?)
 }

@@ -12,11 +12,13 @@ mod next_hop;
 mod render;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnetwork::Ipv4Network;
 
+use crate::pipeline::flows::{DEFAULT_SLOTS, NatFlows};
 use crate::wire::MacAddr;
-pub use compile::{CompileError, Underlay, compile};
+pub use compile::{CompileError, Underlay, compile, compile_with};
 use lpm::Lpm;
 pub use next_hop::NextHops;
 
@@ -104,6 +106,20 @@ pub enum Hop {
     Direct {
         gw: Ipv4Addr,
     },
+    /// One of the node's own addresses inside a pool (its VXLAN or IPIP
+    /// tunnel address): the node's kernel's, through the host interface.
+    Host,
+}
+
+/// An IP pool, as the host path needs it (natOutgoing, and what is
+/// "outside every pool").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolNet {
+    pub cidr: Ipv4Network,
+    /// `spec.natOutgoing`.
+    pub nat_outgoing: bool,
+    /// `spec.disabled`.
+    pub disabled: bool,
 }
 
 /// A permanent neighbour (ARP) entry on `vxlan.calico`.
@@ -186,6 +202,13 @@ pub struct Tables {
     peers: Vec<u32>,
     endpoints: Vec<Endpoint>,
     next_hops: NextHops,
+    /// The host interface's endpoint, when the host path is on.
+    host: Option<EndpointId>,
+    /// Every pool, sorted by address.
+    pools: Vec<PoolNet>,
+    /// The kernel-NATed flows: not part of the snapshot's value, carried
+    /// from one snapshot to the next by the daemon ([`Tables::with_flows`]).
+    flows: Arc<NatFlows>,
 }
 
 impl Tables {
@@ -279,6 +302,78 @@ impl Tables {
     pub fn is_peer(&self, src: u32) -> bool {
         self.peers.binary_search(&src).is_ok()
     }
+
+    /// The kernel-NATed flows' table.
+    #[inline]
+    pub fn flows(&self) -> &NatFlows {
+        &self.flows
+    }
+
+    /// The flow table, to hand to the next snapshot.
+    pub fn flows_handle(&self) -> Arc<NatFlows> {
+        Arc::clone(&self.flows)
+    }
+
+    /// These tables with `flows` as their flow table (the one the previous
+    /// snapshot had, so that no flow is forgotten by a reload).
+    pub fn with_flows(mut self, flows: Arc<NatFlows>) -> Tables {
+        self.flows = flows;
+        self
+    }
+
+    /// The host interface's endpoint, when the host path is on.
+    #[inline]
+    pub fn host(&self) -> Option<EndpointId> {
+        self.host
+    }
+
+    /// True for the host interface's endpoint.
+    #[inline]
+    pub fn is_host(&self, id: EndpointId) -> bool {
+        self.host == Some(id)
+    }
+
+    /// The node's own addresses inside pools (given to the host interface).
+    pub fn host_addrs(&self) -> &[Ipv4Addr] {
+        match self.host.and_then(|h| self.endpoint(h)) {
+            Some(e) => &e.ips,
+            None => &[],
+        }
+    }
+
+    /// Every IP pool, sorted by address.
+    pub fn pools(&self) -> &[PoolNet] {
+        &self.pools
+    }
+
+    /// True when `addr` is inside an IP pool.
+    #[inline]
+    pub fn in_pool(&self, addr: u32) -> bool {
+        self.pool_of(addr).is_some()
+    }
+
+    /// The pool `addr` is in.
+    #[inline]
+    pub fn pool_of(&self, addr: u32) -> Option<&PoolNet> {
+        // Pools do not overlap (validation): the last one starting at or
+        // before `addr` is the only candidate.
+        let i = self
+            .pools
+            .partition_point(|p| u32::from(p.cidr.network()) <= addr);
+        let p = self.pools.get(i.checked_sub(1)?)?;
+        p.cidr.contains(Ipv4Addr::from(addr)).then_some(p)
+    }
+
+    /// Where a packet to `dst` goes when it comes from a workload: its
+    /// route, or — outside every pool, with the host path on — the host
+    /// interface (`None`: no route).
+    #[inline]
+    pub fn lookup_from_workload(&self, dst: u32) -> Option<Hop> {
+        match self.lpm.lookup(dst) {
+            None if self.host.is_some() && !self.in_pool(dst) => Some(Hop::Host),
+            hop => hop,
+        }
+    }
 }
 
 /// Assembles a [`Tables`] snapshot from routes and entries.
@@ -293,6 +388,8 @@ pub struct TablesBuilder {
     fdb: Vec<Fdb>,
     peers: Vec<u32>,
     endpoints: Vec<Endpoint>,
+    host: Option<EndpointId>,
+    pools: Vec<PoolNet>,
 }
 
 impl TablesBuilder {
@@ -311,7 +408,30 @@ impl TablesBuilder {
             fdb: Vec::new(),
             peers: Vec::new(),
             endpoints: Vec::new(),
+            host: None,
+            pools: Vec::new(),
         }
+    }
+
+    /// Adds an IP pool.
+    pub fn pool(&mut self, pool: PoolNet) -> &mut Self {
+        self.pools.push(pool);
+        self
+    }
+
+    /// Turns the host path on: the host interface `interface` (an endpoint
+    /// of its own, after the workloads) with the node's own addresses
+    /// inside pools, `addrs`, which packets from pods and from the underlay
+    /// reach through it.
+    pub fn host(&mut self, interface: &str, mtu: u16, addrs: Vec<Ipv4Addr>) -> EndpointId {
+        let id = self.endpoint(Endpoint {
+            interface: interface.to_string(),
+            name: "host".to_string(),
+            ips: addrs,
+            mtu,
+        });
+        self.host = Some(id);
+        id
     }
 
     /// Sets the VXLAN VNI and port.
@@ -391,6 +511,23 @@ impl TablesBuilder {
             };
             hops.push((r.dst, hop));
         }
+        // The node's own addresses, unless a route of their own says
+        // otherwise (a workload holding one).
+        if let Some(h) = self.host {
+            for ip in &self.endpoints[h.index()].ips {
+                let dst = Ipv4Network::from(*ip);
+                if self
+                    .routes
+                    .binary_search_by_key(&(u32::from(*ip), 32), |r| {
+                        (u32::from(r.dst.network()), r.dst.prefix())
+                    })
+                    .is_err()
+                {
+                    hops.push((dst, Hop::Host));
+                }
+            }
+        }
+        self.pools.sort_by_key(|p| u32::from(p.cidr.network()));
         let lpm = Lpm::build(hops);
         Ok(Tables {
             local: self.local,
@@ -404,6 +541,13 @@ impl TablesBuilder {
             peers: self.peers,
             endpoints: self.endpoints,
             next_hops: NextHops::default(),
+            host: self.host,
+            pools: self.pools,
+            flows: Arc::new(NatFlows::new(if self.host.is_some() {
+                DEFAULT_SLOTS
+            } else {
+                1
+            })),
         })
     }
 

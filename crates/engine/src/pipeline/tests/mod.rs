@@ -167,4 +167,5 @@ fn cat(parts: &[&str]) -> Vec<u8> {
 
 mod drops;
 mod golden;
+mod host;
 mod props;

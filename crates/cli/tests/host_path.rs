@@ -1,0 +1,312 @@
+//! The host path (SPEC §10), end to end: two VXLAN nodes running podwire
+//! with `--host-interface podwire0`, a router on the underlay and an
+//! "internet" namespace beyond it that knows the nodes' subnet but no pod
+//! address, so only a masqueraded packet can be answered.
+//!
+//! Pool 10.2.0.0/16 has natOutgoing, pool 10.3.0.0/16 not. Checked: the
+//! node reaches its own pods and the other node's (ping, TCP); pods reach
+//! the nodes' addresses; a natOutgoing pod reaches the internet from the
+//! node's address (tcpdump beyond the router), a pod of the other pool
+//! leaves with its own; a ClusterIP in kube-proxy's nftables shape with a
+//! backend on the other node and one on the same node, from a pod and from
+//! the node; and a clean stop leaves the node as it was.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::{Lab, capture, ping, root_or_skip, stop_capture, tshark};
+use podwire::config::EncapMode;
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
+
+const INTERNET: &str = "203.0.113.10";
+
+/// name, node IP/prefix, VXLAN tunnel address, block of pool a, block of pool b.
+const NODES: [(&str, &str, &str, &str, &str); 2] = [
+    (
+        "k8s-node1",
+        "192.168.33.55/24",
+        "10.2.36.65",
+        "10.2.36.64/26",
+        "10.3.1.0/26",
+    ),
+    (
+        "k8s-node2",
+        "192.168.33.57/24",
+        "10.2.169.129",
+        "10.2.169.128/26",
+        "10.3.2.0/26",
+    ),
+];
+
+/// node index, interface, address.
+const PODS: [(usize, &str, &str); 4] = [
+    (0, "calia1", "10.2.36.68"),
+    (0, "calib1", "10.2.36.69"),
+    (0, "calic1", "10.3.1.5"),
+    (1, "calia2", "10.2.169.138"),
+];
+
+fn cluster() -> String {
+    let mut c = ClusterBuilder::new()
+        .with(
+            Pool::new("nat", "10.2.0.0/16")
+                .vxlan(EncapMode::Always)
+                .nat_outgoing(true),
+        )
+        .with(Pool::new("plain", "10.3.0.0/16").vxlan(EncapMode::Always));
+    for (name, ip, tunnel, a, b) in NODES {
+        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
+        for block in [a, b] {
+            c = c.with(Block::new(block).host(name));
+        }
+    }
+    for (node, iface, ip) in PODS {
+        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
+    }
+    c.yaml()
+}
+
+/// kube-proxy's nftables mode, reduced to one Service: DNAT of
+/// `10.96.0.10:80` to `backend:8080` in prerouting and output.
+fn kube_proxy(backend: &str) -> String {
+    format!(
+        "table ip kube-proxy {{\n\
+         chain services {{ ip daddr 10.96.0.10 tcp dport 80 dnat to {backend}:8080; }}\n\
+         chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}\n\
+         chain nat-output {{ type nat hook output priority -100; policy accept; jump services; }}\n\
+         }}\n"
+    )
+}
+
+/// `nc` from `ns` to `ip:port`; returns what the server answered.
+fn tcp_ask(lab: &Lab, ns: &str, ip: &str, port: &str) -> String {
+    let out = lab.exec(ns, &["nc", "-w", "3", ip, port]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn host_path_natoutgoing_services_and_a_clean_stop() {
+    if !root_or_skip("host_path_natoutgoing_services_and_a_clean_stop") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let config = lab.file("cluster.yaml", &cluster());
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    // The router: on the underlay, and toward the internet.
+    let rt = lab.netns("rt");
+    lab.attach(&sw, "br0", &rt, "eth0", "192.168.33.1/24");
+    let inet = lab.netns("inet");
+    lab.ip(
+        &rt,
+        &[
+            "link", "add", "ethi", "type", "veth", "peer", "name", "eth0", "netns", &inet,
+        ],
+    );
+    lab.ip(&rt, &["addr", "add", "203.0.113.1/24", "dev", "ethi"]);
+    lab.ip(&rt, &["link", "set", "ethi", "up"]);
+    lab.ip(&inet, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+    lab.ip(&inet, &["link", "set", "eth0", "up"]);
+    // The internet knows the nodes' subnet, not the pods'.
+    lab.ip(
+        &inet,
+        &["route", "add", "192.168.33.0/24", "via", "203.0.113.1"],
+    );
+    lab.must_exec(&rt, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+
+    let mut nodes = Vec::new();
+    let mut ctl = Vec::new();
+    for (i, (name, ip, ..)) in NODES.iter().enumerate() {
+        let ns = lab.netns(&format!("n{}", i + 1));
+        lab.attach(&sw, "br0", &ns, "eth0", ip);
+        lab.ip(&ns, &["route", "add", "default", "via", "192.168.33.1"]);
+        ctl.push(lab.podwire(&ns, &config, name, &["--host-interface", "podwire0"]));
+        nodes.push(ns);
+    }
+    let (n1, n2) = (nodes[0].clone(), nodes[1].clone());
+    let pods: Vec<String> = PODS
+        .iter()
+        .enumerate()
+        .map(|(i, (node, iface, ip))| {
+            let node_ns = nodes[*node].clone();
+            lab.pod(&format!("p{i}"), &node_ns, iface, ip)
+        })
+        .collect();
+
+    // What podwire put into the node's kernel.
+    let routes = lab.ip(&n1, &["-4", "route", "show", "dev", "podwire0"]);
+    for want in [
+        "10.2.0.0/16 proto 252 scope link src 10.2.36.65",
+        "10.3.0.0/16 proto 252 scope link src 10.2.36.65",
+    ] {
+        assert!(routes.contains(want), "{want} missing from:\n{routes}");
+    }
+    let addrs = lab.ip(&n1, &["-4", "-o", "addr", "show", "dev", "podwire0"]);
+    assert!(addrs.contains("inet 10.2.36.65/32"), "{addrs}");
+    let table = lab.must_exec(&n1, &["nft", "list", "table", "ip", "podwire"]);
+    assert!(table.contains("masquerade"), "{table}");
+
+    // The node reaches its pods and the other node's; pods reach the nodes.
+    ping(&lab, &n1, "10.2.36.68", 2);
+    ping(&lab, &n1, "10.3.1.5", 2);
+    ping(&lab, &n1, "10.2.169.138", 2);
+    ping(&lab, &pods[0], "192.168.33.55", 2);
+    ping(&lab, &pods[0], "192.168.33.57", 2);
+    ping(&lab, &pods[0], "10.2.36.65", 2);
+    ping(&lab, &pods[3], "10.2.36.65", 2);
+    // TCP, node to a local and to a remote pod (kubelet's probes).
+    lab.spawn(
+        &pods[0],
+        "srv-local",
+        &["sh", "-c", "echo local | nc -l -N 8081"],
+    );
+    lab.spawn(
+        &pods[3],
+        "srv-remote",
+        &["sh", "-c", "echo remote | nc -l -N 8082"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(tcp_ask(&lab, &n1, "10.2.36.68", "8081"), "local");
+    assert_eq!(tcp_ask(&lab, &n1, "10.2.169.138", "8082"), "remote");
+
+    // natOutgoing: from the node's address beyond the router; the other
+    // pool's pod keeps its own (and gets no answer: the internet has no
+    // route to pods).
+    let pcap = lab.dir.join("internet.pcap");
+    capture(&mut lab, &inet, "eth0", &pcap, "tcpdump");
+    ping(&lab, &pods[0], INTERNET, 3);
+    ping(&lab, &pods[3], INTERNET, 2);
+    let lost = lab.exec(&pods[2], &["ping", "-c", "2", "-W", "1", INTERNET]);
+    assert!(
+        !lost.status.success(),
+        "no route back to 10.3.1.5 beyond the router"
+    );
+    lab.spawn(
+        &inet,
+        "srv-inet",
+        &["sh", "-c", "echo internet | nc -l -N 8083"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(tcp_ask(&lab, &pods[0], INTERNET, "8083"), "internet");
+    stop_capture(&mut lab, "tcpdump");
+    let sources = |filter: &str| -> Vec<String> {
+        tshark(&pcap, filter, &["ip.src"])
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
+    };
+    let echo = format!("icmp.type == 8 && ip.dst == {INTERNET}");
+    let seen = sources(&echo);
+    assert_eq!(
+        seen.iter().filter(|s| *s == "192.168.33.55").count(),
+        3,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| *s == "192.168.33.57").count(),
+        2,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| *s == "10.3.1.5").count(),
+        2,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| !s.starts_with("10.2.")),
+        "a natOutgoing pod's address reached the internet: {seen:?}"
+    );
+    let syn = sources(&format!(
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0 && ip.dst == {INTERNET}"
+    ));
+    assert_eq!(syn, vec!["192.168.33.55".to_string()]);
+
+    // A ClusterIP (kube-proxy's nftables mode) whose backend is on the
+    // other node, from a pod and from the node; then on the same node.
+    lab.must_exec(
+        &n1,
+        &[
+            "sh",
+            "-c",
+            &format!("echo '{}' | nft -f -", kube_proxy("10.2.169.138")),
+        ],
+    );
+    lab.spawn(
+        &pods[3],
+        "svc-remote",
+        &[
+            "sh",
+            "-c",
+            "while :; do echo backend-remote | nc -l -N 8080; done",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        tcp_ask(&lab, &pods[0], "10.96.0.10", "80"),
+        "backend-remote"
+    );
+    assert_eq!(tcp_ask(&lab, &n1, "10.96.0.10", "80"), "backend-remote");
+    lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
+    lab.must_exec(
+        &n1,
+        &[
+            "sh",
+            "-c",
+            &format!("echo '{}' | nft -f -", kube_proxy("10.2.36.69")),
+        ],
+    );
+    lab.spawn(
+        &pods[1],
+        "svc-local",
+        &[
+            "sh",
+            "-c",
+            "while :; do echo backend-local | nc -l -N 8080; done",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(tcp_ask(&lab, &pods[0], "10.96.0.10", "80"), "backend-local");
+    assert_eq!(tcp_ask(&lab, &n1, "10.96.0.10", "80"), "backend-local");
+    lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
+    let _ = &n2;
+
+    // SIGKILL and a restart: the device is adopted, and the kernel's side
+    // reconciled to one copy of everything (and ip_forward's original value
+    // still the one to restore: the clean stop below checks it).
+    lab.signal("k8s-node1", "KILL");
+    assert!(!lab.stop("k8s-node1").success());
+    let left = lab.ip(&n1, &["-4", "route", "show", "dev", "podwire0"]);
+    assert!(
+        left.contains("proto 252"),
+        "a killed daemon leaves its routes: {left}"
+    );
+    ctl[0] = lab.podwire(&n1, &config, "k8s-node1", &["--host-interface", "podwire0"]);
+    let log = lab.log("k8s-node1");
+    assert!(
+        log.contains("endpoint re-attached to the device a previous daemon left")
+            && log.contains("podwire0"),
+        "{log}"
+    );
+    let routes = lab.ip(&n1, &["-4", "route", "show", "proto", "252"]);
+    assert_eq!(routes.lines().count(), 2, "{routes}");
+    let addrs = lab.ip(&n1, &["-4", "-o", "addr", "show", "dev", "podwire0"]);
+    assert_eq!(addrs.lines().count(), 1, "{addrs}");
+    let tables = lab.must_exec(&n1, &["nft", "list", "tables"]);
+    assert_eq!(tables.matches("table ip podwire").count(), 1, "{tables}");
+    ping(&lab, &n1, "10.2.169.138", 2);
+    ping(&lab, &pods[0], INTERNET, 2);
+
+    // A clean stop leaves the node as it was: no device, no route, no
+    // table, forwarding back off.
+    assert!(lab.stop("k8s-node1").success());
+    let links = lab.ip(&n1, &["-o", "link", "show"]);
+    assert!(!links.contains("podwire0"), "{links}");
+    let routes = lab.ip(&n1, &["-4", "route", "show"]);
+    assert!(!routes.contains("proto 252"), "{routes}");
+    let tables = lab.must_exec(&n1, &["nft", "list", "tables"]);
+    assert!(!tables.contains("podwire"), "{tables}");
+    let fwd = lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.ip_forward"]);
+    assert_eq!(fwd.trim(), "0");
+    let _: Ipv4Addr = INTERNET.parse().unwrap();
+}
