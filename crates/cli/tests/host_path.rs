@@ -270,6 +270,22 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     assert_eq!(tcp_ask(&lab, &n1, "10.96.0.10", "80"), "backend-local");
     lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
     let _ = &n2;
+    // `podwire show host`: what the kernel was given, and the flows the
+    // Services' replies took back through it.
+    let shown = lab.show(&ctl[0], "host", false);
+    assert!(
+        shown.contains("10.2.0.0/16 dev podwire0 proto 252 scope link src 10.2.36.65")
+            && shown.contains("inet 10.2.36.65/32 dev podwire0")
+            && shown.contains("pool 10.2.0.0/16: masqueraded")
+            && shown.contains("pool 10.3.0.0/16: not masqueraded"),
+        "{shown}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&lab.show(&ctl[0], "host", true)).unwrap();
+    assert_eq!(json["interface"], "podwire0", "{json}");
+    assert!(
+        json["flows"]["recorded"].as_u64().unwrap_or(0) >= 2,
+        "a flow per Service connection from the pod: {json}"
+    );
 
     // SIGKILL and a restart: the device is adopted, and the kernel's side
     // reconciled to one copy of everything (and ip_forward's original value

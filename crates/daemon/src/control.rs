@@ -19,7 +19,7 @@ use super::stats::Totals;
 use podwire::table::Tables;
 
 /// What `podwire show` can ask for.
-pub const TOPICS: [&str; 5] = ["routes", "neigh", "fdb", "endpoints", "stats"];
+pub const TOPICS: [&str; 6] = ["routes", "neigh", "fdb", "endpoints", "stats", "host"];
 
 /// The running control socket.
 pub struct Server {
@@ -110,16 +110,18 @@ pub enum Topic {
     Fdb,
     Endpoints,
     Stats,
+    Host,
 }
 
 impl Topic {
     /// Every topic, in the order of [`TOPICS`].
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Routes,
         Topic::Neigh,
         Topic::Fdb,
         Topic::Endpoints,
         Topic::Stats,
+        Topic::Host,
     ];
 
     /// The topic's name in a request.
@@ -215,6 +217,8 @@ pub fn render(request: Request, t: &Tables, totals: impl FnOnce() -> Totals) -> 
         }
         (Topic::Stats, false) => totals().text(),
         (Topic::Stats, true) => pretty(serde_json::to_value(totals()).unwrap_or(Value::Null)),
+        (Topic::Host, false) => super::host::report_text(t),
+        (Topic::Host, true) => pretty(super::host::report_json(t)),
     }
 }
 

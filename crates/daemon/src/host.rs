@@ -109,9 +109,7 @@ impl HostPath {
     pub fn apply(&self, t: &Tables) -> Result<(), HostError> {
         let dev = self.interface.as_str();
         let addrs = t.host_addrs().to_vec();
-        let src = addrs.first().copied().unwrap_or(t.local().ip);
-        let routes: Vec<(Ipv4Network, Ipv4Addr)> =
-            t.pools().iter().map(|p| (p.cidr, src)).collect();
+        let routes = host_routes(t);
         let want = Applied {
             addrs,
             routes,
@@ -279,6 +277,82 @@ pub fn nft_script(t: &Tables) -> String {
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// What the host path has the kernel do, as `podwire show host` prints
+/// it: the interface, its addresses and routes (as `ip` prints them), the
+/// natOutgoing pools, and the kernel-NATed flows.
+pub fn report_text(t: &Tables) -> String {
+    let Some(id) = t.host() else {
+        return "host path off (podwire run --host-interface NAME turns it on)\n".to_string();
+    };
+    let dev = t.endpoint(id).map_or("?", |e| e.interface.as_str());
+    let mtu = t.endpoint(id).map_or(0, |e| e.mtu);
+    let mut s = String::new();
+    let _ = writeln!(s, "# interface\n{dev} mtu {mtu}");
+    let _ = writeln!(s, "# addresses");
+    for a in t.host_addrs() {
+        let _ = writeln!(s, "inet {a}/32 dev {dev}");
+    }
+    let _ = writeln!(s, "# routes");
+    for (net, src) in host_routes(t) {
+        let _ = writeln!(
+            s,
+            "{net} dev {dev} proto {ROUTE_PROTO} scope link src {src}"
+        );
+    }
+    let _ = writeln!(s, "# nftables: table ip {NFT_TABLE}");
+    for p in t.pools() {
+        let nat = if p.nat_outgoing && !p.disabled {
+            "masqueraded to outside every pool and node"
+        } else {
+            "not masqueraded"
+        };
+        let _ = writeln!(s, "pool {}: {nat}", p.cidr);
+    }
+    let c = t.flows().counts();
+    let _ = writeln!(
+        s,
+        "# kernel-NATed flows\n{} live of {} slots, {} recorded, {} evicted",
+        t.flows().live(t.flows().now()),
+        c.capacity,
+        c.recorded,
+        c.evicted
+    );
+    s
+}
+
+/// [`report_text`] as JSON.
+pub fn report_json(t: &Tables) -> serde_json::Value {
+    let Some(id) = t.host() else {
+        return serde_json::json!({ "enabled": false });
+    };
+    let c = t.flows().counts();
+    serde_json::json!({
+        "enabled": true,
+        "interface": t.endpoint(id).map(|e| e.interface.clone()),
+        "mtu": t.endpoint(id).map(|e| e.mtu),
+        "addresses": t.host_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "routes": host_routes(t).iter().map(|(n, src)| serde_json::json!({
+            "dst": n.to_string(), "protocol": ROUTE_PROTO, "prefsrc": src.to_string(),
+        })).collect::<Vec<_>>(),
+        "nft_table": format!("ip {NFT_TABLE}"),
+        "nat_outgoing_pools": t.pools().iter().filter(|p| p.nat_outgoing && !p.disabled)
+            .map(|p| p.cidr.to_string()).collect::<Vec<_>>(),
+        "flows": {
+            "live": t.flows().live(t.flows().now()),
+            "capacity": c.capacity,
+            "recorded": c.recorded,
+            "evicted": c.evicted,
+        },
+    })
+}
+
+/// The routes the host path wants: every pool through the interface, from
+/// the node's tunnel address (else its IP).
+fn host_routes(t: &Tables) -> Vec<(Ipv4Network, Ipv4Addr)> {
+    let src = t.host_addrs().first().copied().unwrap_or(t.local().ip);
+    t.pools().iter().map(|p| (p.cidr, src)).collect()
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, HostError> {
