@@ -270,6 +270,52 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     assert_eq!(tcp_ask(&lab, &n1, "10.96.0.10", "80"), "backend-local");
     lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
     let _ = &n2;
+    // kube-proxy's iptables mode: the same DNAT in the nat table's
+    // PREROUTING and OUTPUT, to the backend on the other node.
+    for chain in ["PREROUTING", "OUTPUT"] {
+        lab.must_exec(
+            &n1,
+            &[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                chain,
+                "-d",
+                "10.96.0.11",
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "10.2.169.138:8080",
+            ],
+        );
+    }
+    assert_eq!(
+        tcp_ask(&lab, &pods[0], "10.96.0.11", "80"),
+        "backend-remote"
+    );
+    assert_eq!(tcp_ask(&lab, &n1, "10.96.0.11", "80"), "backend-remote");
+    for chain in ["PREROUTING", "OUTPUT"] {
+        lab.must_exec(&n1, &["iptables", "-t", "nat", "-F", chain]);
+    }
+    // Hostile traffic into the host interface, counted and dropped: the
+    // kernel routed there what is not a pod's, and encapsulation.
+    let before = lab.drops(&ctl[0], "no-route");
+    lab.ip(&n1, &["route", "add", "198.51.100.0/24", "dev", "podwire0"]);
+    let out = lab.exec(
+        &n1,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "1", "198.51.100.7"],
+    );
+    assert!(!out.status.success());
+    lab.ip(&n1, &["route", "del", "198.51.100.0/24", "dev", "podwire0"]);
+    assert!(lab.drops(&ctl[0], "no-route") >= before + 3);
+    let before = lab.drops(&ctl[0], "encap-from-workload");
+    lab.exec(&n1, &["sh", "-c", "echo x | nc -u -w 1 10.2.36.68 4789"]);
+    assert!(lab.drops(&ctl[0], "encap-from-workload") > before);
     // `podwire show host`: what the kernel was given, and the flows the
     // Services' replies took back through it.
     let shown = lab.show(&ctl[0], "host", false);
