@@ -270,6 +270,21 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     assert_eq!(tcp_ask(&lab, &n1, "10.96.0.10", "80"), "backend-local");
     lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
     let _ = &n2;
+    // A NodePort from outside the cluster, as kube-proxy's nftables mode
+    // has it (externalTrafficPolicy Cluster): DNAT to the pod on the other
+    // node, marked for masquerade, masqueraded on the way out (from the
+    // host interface's address).
+    let nodeport = "table ip kube-proxy {\n\
+         chain nodeports { ip daddr 192.168.33.55 tcp dport 30080 meta mark set mark | 0x4000 dnat to 10.2.169.138:8080; }\n\
+         chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; jump nodeports; }\n\
+         chain nat-postrouting { type nat hook postrouting priority srcnat; policy accept; meta mark & 0x4000 == 0x4000 masquerade fully-random; }\n\
+         }\n";
+    lab.must_exec(&n1, &["sh", "-c", &format!("echo '{nodeport}' | nft -f -")]);
+    assert_eq!(
+        tcp_ask(&lab, &inet, "192.168.33.55", "30080"),
+        "backend-remote"
+    );
+    lab.must_exec(&n1, &["nft", "delete", "table", "ip", "kube-proxy"]);
     // kube-proxy's iptables mode: the same DNAT in the nat table's
     // PREROUTING and OUTPUT, to the backend on the other node.
     for chain in ["PREROUTING", "OUTPUT"] {
