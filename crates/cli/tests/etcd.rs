@@ -136,11 +136,14 @@ fn etcd_gives_the_files_tables_and_applies_changes_live() {
     let (mut t, m) = etcd_testbed("vxlan", &["cali1a", "cali2a"], &["n1", "n2"]);
     // `check` on the datastore prints what it prints for the file.
     let config = t.config.display().to_string();
+    let check_file = |ns: &str, file: &str, node: &str| {
+        t.lab
+            .must_exec(ns, &[PODWIRE, "check", "--config", file, "--node", node])
+    };
+    let mut from_files = Vec::new();
     for (ns, node) in t.nodes.iter().zip(&NODES) {
-        let from_file = t.lab.must_exec(
-            ns,
-            &[PODWIRE, "check", "--config", &config, "--node", node.name],
-        );
+        let from_file = check_file(ns, &config, node.name);
+        from_files.push(from_file.clone());
         let from_etcd = t.lab.must_exec(
             ns,
             &[
@@ -178,16 +181,9 @@ fn etcd_gives_the_files_tables_and_applies_changes_live() {
     );
     assert!(exported.contains("kind: IPAMBlock"), "{exported}");
     let exported = t.lab.file("exported.yaml", &exported).display().to_string();
-    for (ns, node) in t.nodes.iter().zip(&NODES) {
-        let a = t.lab.must_exec(
-            ns,
-            &[PODWIRE, "check", "--config", &config, "--node", node.name],
-        );
-        let b = t.lab.must_exec(
-            ns,
-            &[PODWIRE, "check", "--config", &exported, "--node", node.name],
-        );
-        assert_eq!(a, b, "{}", node.name);
+    for ((ns, node), from_file) in t.nodes.iter().zip(&NODES).zip(&from_files) {
+        let b = check_file(ns, &exported, node.name);
+        assert_eq!(*from_file, b, "{}", node.name);
     }
 
     let (n1, n2) = (t.nodes[0].clone(), t.nodes[1].clone());

@@ -94,9 +94,7 @@ fn egress_sized(
             if let Some(v) = through_kernel(t, from_host, &h, pkt.data()) {
                 return v;
             }
-            if !from_host {
-                decrement_ttl(pkt);
-            }
+            forward_ttl(pkt, from_host);
             return Verdict::Deliver(to);
         }
         Some(Hop::Ipip { node }) => (Target::Ipip { node }, t.mtu().ipip),
@@ -120,9 +118,7 @@ fn egress_sized(
         if segment > usize::from(mtu) || !matches!(target, Target::Direct { .. }) {
             return Verdict::Drop(DropReason::TooBig);
         }
-        if !from_host {
-            decrement_ttl(pkt);
-        }
+        forward_ttl(pkt, from_host);
         return encapsulate(t, st, pkt, target);
     }
     if pkt.len() > usize::from(mtu) {
@@ -133,14 +129,10 @@ fn egress_sized(
         let Some(job) = FragJob::plan(&h, mtu, target) else {
             return Verdict::Drop(DropReason::TooBig);
         };
-        if !from_host {
-            decrement_ttl(pkt);
-        }
+        forward_ttl(pkt, from_host);
         return Verdict::Fragment(job);
     }
-    if !from_host {
-        decrement_ttl(pkt);
-    }
+    forward_ttl(pkt, from_host);
     encapsulate(t, st, pkt, target)
 }
 
@@ -178,6 +170,14 @@ fn is_encapsulated(t: &Tables, h: &ipv4::Header, data: &[u8]) -> bool {
             .and_then(|p| p.first_chunk::<2>())
             .is_some_and(|p| u16::from_be_bytes(*p) == t.vxlan().port),
         _ => false,
+    }
+}
+
+/// Decrements the TTL as a router does, unless the packet came from the
+/// host interface (the kernel routed it, and decremented it, already).
+fn forward_ttl(pkt: &mut Packet, from_host: bool) {
+    if !from_host {
+        decrement_ttl(pkt);
     }
 }
 
