@@ -8,9 +8,9 @@ mod common;
 
 use common::{Lab, capture, ping, root_or_skip, stop_capture, tshark};
 use podwire::config::EncapMode;
-use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
+use podwire::config::cluster::Pool;
 
-const NODES: [(&str, &str, &str, &str, &str); 3] = [
+const NODES: [common::TwoPoolNode; 3] = [
     // name, node IP/prefix, VXLAN tunnel, VXLAN-pool block, IPIP-pool block
     (
         "k8s-node1",
@@ -46,19 +46,14 @@ const PODS: [(usize, &str, &str); 6] = [
 ];
 
 fn cluster() -> String {
-    let mut c = ClusterBuilder::new()
-        .with(Pool::new("vx", "10.2.0.0/16").vxlan(EncapMode::CrossSubnet))
-        .with(Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::CrossSubnet));
-    for (name, ip, tunnel, b1, b2) in NODES {
-        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
-        for b in [b1, b2] {
-            c = c.with(Block::new(b).host(name));
-        }
-    }
-    for (node, iface, ip) in PODS {
-        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
-    }
-    c.yaml()
+    common::two_pool_cluster(
+        [
+            Pool::new("vx", "10.2.0.0/16").vxlan(EncapMode::CrossSubnet),
+            Pool::new("ip", "10.3.0.0/16").ipip(EncapMode::CrossSubnet),
+        ],
+        &NODES,
+        &PODS,
+    )
 }
 
 #[test]

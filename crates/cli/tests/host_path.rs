@@ -15,12 +15,12 @@ mod common;
 
 use common::{Lab, capture, ping, root_or_skip, stop_capture, tshark};
 use podwire::config::EncapMode;
-use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
+use podwire::config::cluster::Pool;
 
 const INTERNET: &str = "203.0.113.10";
 
 /// name, node IP/prefix, VXLAN tunnel address, block of pool a, block of pool b.
-const NODES: [(&str, &str, &str, &str, &str); 2] = [
+const NODES: [common::TwoPoolNode; 2] = [
     (
         "k8s-node1",
         "192.168.33.55/24",
@@ -46,23 +46,16 @@ const PODS: [(usize, &str, &str); 4] = [
 ];
 
 fn cluster() -> String {
-    let mut c = ClusterBuilder::new()
-        .with(
+    common::two_pool_cluster(
+        [
             Pool::new("nat", "10.2.0.0/16")
                 .vxlan(EncapMode::Always)
                 .nat_outgoing(true),
-        )
-        .with(Pool::new("plain", "10.3.0.0/16").vxlan(EncapMode::Always));
-    for (name, ip, tunnel, a, b) in NODES {
-        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
-        for block in [a, b] {
-            c = c.with(Block::new(block).host(name));
-        }
-    }
-    for (node, iface, ip) in PODS {
-        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
-    }
-    c.yaml()
+            Pool::new("plain", "10.3.0.0/16").vxlan(EncapMode::Always),
+        ],
+        &NODES,
+        &PODS,
+    )
 }
 
 /// kube-proxy's nftables mode, reduced to one Service: DNAT of

@@ -19,7 +19,7 @@ use std::process::{ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
 pub use podwire_lab::kernel::Host;
 use podwire_lab::netns::{self, Daemon, Harness, Io};
 
@@ -361,4 +361,37 @@ pub fn testbed(mode: &str, pods: &[&str], nodes: &[&str]) -> Testbed {
         sw,
         nodes,
     }
+}
+
+/// A node of a two-pool cluster: name, node IP/prefix, VXLAN tunnel
+/// address, its block in the first pool, its block in the second.
+pub type TwoPoolNode = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// The YAML of a cluster of `pools`, `nodes` (each with its two blocks) and
+/// `pods` (node index, interface, address).
+pub fn two_pool_cluster(
+    pools: [Pool; 2],
+    nodes: &[TwoPoolNode],
+    pods: &[(usize, &str, &str)],
+) -> String {
+    let mut c = ClusterBuilder::new();
+    for p in pools {
+        c = c.with(p);
+    }
+    for &(name, ip, tunnel, a, b) in nodes {
+        c = c.with(Node::new(name, ip).vxlan_tunnel(tunnel));
+        for block in [a, b] {
+            c = c.with(Block::new(block).host(name));
+        }
+    }
+    for &(node, iface, ip) in pods {
+        c = c.with(Endpoint::new(nodes[node].0, iface, ip));
+    }
+    c.yaml()
 }
