@@ -341,7 +341,7 @@ fn reload_adds_a_node_during_a_transfer() {
     std::thread::sleep(Duration::from_millis(1000));
 
     // Add k8s-node3 mid-transfer.
-    std::fs::write(&c.config, cluster("vxlan", 3).yaml()).unwrap();
+    replace_file(&c.config, cluster("vxlan", 3).yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
     let n3 = c.lab.netns("n3");
@@ -397,7 +397,7 @@ fn reload_adds_a_node_during_a_transfer() {
     let swapped = cluster("vxlan", 3)
         .without_endpoint("cali1b")
         .with(Endpoint::new("k8s-node1", "cali1c", "10.2.36.70"));
-    std::fs::write(&c.config, swapped.yaml()).unwrap();
+    replace_file(&c.config, swapped.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     c.lab.signal("k8s-node2", "HUP");
     let n1 = c.n[0].clone();
@@ -416,7 +416,7 @@ fn reload_adds_a_node_during_a_transfer() {
 
     // A bad configuration is rejected, and the running one kept.
     let bad = ClusterBuilder::new().with(Pool::new("x", "nonsense"));
-    std::fs::write(&c.config, bad.yaml()).unwrap();
+    replace_file(&c.config, bad.yaml()).unwrap();
     c.lab.signal("k8s-node1", "HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while c.lab.stats(&c.ctl[0])["reloads_rejected"] != 1 {
@@ -602,7 +602,7 @@ fn kill_and_restart(mode: &str) {
 
     // Meanwhile, cali1b's workload is deleted.
     let text = cluster(mode, 2).without_endpoint("cali1b").yaml();
-    std::fs::write(&c.config, text).unwrap();
+    replace_file(&c.config, text).unwrap();
     let threads = if mode == "vxlan" { "2" } else { "1" };
     c.ctl[0] = c
         .lab
@@ -706,4 +706,12 @@ fn runs_with_only_net_admin_and_net_raw() {
             assert_eq!(fwd.trim(), "1", "forwarding restored");
         }
     }
+}
+
+/// Replaces `path` whole (a new file renamed over it), so that the daemon's
+/// watcher never reads it half written.
+fn replace_file(path: &std::path::Path, text: String) -> std::io::Result<()> {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
