@@ -127,14 +127,12 @@ fn end_to_end(mode: &str) {
         &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.2.169.138"],
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("DUP!"));
-    if mode == "direct" {
-        let fwd = lab.must_exec(&c.n[1], &["cat", "/proc/sys/net/ipv4/conf/eth0/forwarding"]);
-        assert_eq!(
-            fwd.trim(),
-            "0",
-            "forwarding off on the underlay device in direct mode"
-        );
-    }
+    // Kept from it by a blackhole route for the local block, as BIRD
+    // installs it; forwarding stays on for everything else.
+    let fwd = lab.must_exec(&c.n[1], &["cat", "/proc/sys/net/ipv4/conf/eth0/forwarding"]);
+    assert_eq!(fwd.trim(), "1", "forwarding left on on the underlay device");
+    let blackholes = lab.ip(&c.n[0], &["-4", "route", "show", "type", "blackhole"]);
+    assert_eq!(blackholes.trim(), "blackhole 10.2.36.64/26 proto 252");
 
     // The tables, as SPEC §6 prints them.
     assert_eq!(lab.show(&c.ctl[0], "routes", false), expected_routes(mode));
@@ -546,8 +544,8 @@ fn traffic(c: &mut Cluster, count: usize, back: (&str, usize), port: u16) {
 /// through the state file next to the control socket), deletes the device
 /// of an endpoint removed from the configuration meanwhile, and traffic
 /// flows again. Its clean stop then leaves nothing: no device, no state
-/// file, no socket, and direct mode's forwarding setting as it was before
-/// the first daemon.
+/// file, no socket, no blackhole route, and the underlay's forwarding
+/// setting never changed.
 fn kill_and_restart(mode: &str) {
     let mut c = two_nodes(mode);
     let eth0 = |lab: &Lab, pod: &str| -> Option<String> {
@@ -562,6 +560,7 @@ fn kill_and_restart(mode: &str) {
     let n1 = c.n[0].clone();
     let forwarding =
         |lab: &Lab| lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
+    let blackholes = |lab: &Lab| lab.ip(&n1, &["-4", "route", "show", "type", "blackhole"]);
     ping(&c.lab, &c.p1a, "10.2.169.138", 2);
     let before = eth0(&c.lab, &c.p1a).expect("pod eth0");
     assert!(before.ends_with(" 10.2.36.68/32"), "{before}");
@@ -581,10 +580,6 @@ fn kill_and_restart(mode: &str) {
         assert!(std::time::Instant::now() < deadline, "state file: {text}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    if mode == "direct" {
-        assert_eq!(forwarding(&c.lab).trim(), "0");
-    }
-
     c.lab.signal("k8s-node1", "KILL");
     let status = c.lab.stop("k8s-node1");
     assert!(!status.success(), "{status}");
@@ -632,9 +627,11 @@ fn kill_and_restart(mode: &str) {
         !c.lab.ip(&c.n[0], &["link", "show"]).contains("cali"),
         "no new device in the node's namespace"
     );
-    if mode == "direct" {
-        assert_eq!(forwarding(&c.lab).trim(), "0");
-    }
+    // One copy of the blackhole route the killed daemon left.
+    assert_eq!(
+        blackholes(&c.lab).trim(),
+        "blackhole 10.2.36.64/26 proto 252"
+    );
 
     let status = c.lab.stop("k8s-node1");
     assert!(status.success(), "{status}");
@@ -645,9 +642,8 @@ fn kill_and_restart(mode: &str) {
     );
     assert!(!state.exists(), "state file removed");
     assert!(!c.ctl[0].exists(), "control socket removed");
-    if mode == "direct" {
-        assert_eq!(forwarding(&c.lab).trim(), "1", "forwarding restored");
-    }
+    assert_eq!(blackholes(&c.lab), "", "blackhole routes removed");
+    assert_eq!(forwarding(&c.lab).trim(), "1", "forwarding never changed");
 }
 
 #[test]
@@ -667,7 +663,7 @@ fn kill_and_restart_direct() {
 /// The daemon needs CAP_NET_ADMIN and CAP_NET_RAW, not root's whole set:
 /// k8s-node1's runs with only those two (the bounding set of `setpriv`), in
 /// every mode, and does everything — devices made persistent, sockets,
-/// direct mode's forwarding setting — and stops cleanly.
+/// the blackhole routes — and stops cleanly.
 #[test]
 fn runs_with_only_net_admin_and_net_raw() {
     if !root_or_skip("runs_with_only_net_admin_and_net_raw") {
@@ -703,7 +699,7 @@ fn runs_with_only_net_admin_and_net_raw() {
             let fwd = c
                 .lab
                 .must_exec(&c.n[0], &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
-            assert_eq!(fwd.trim(), "1", "forwarding restored");
+            assert_eq!(fwd.trim(), "1", "forwarding left on");
         }
     }
 }

@@ -15,7 +15,7 @@ mod common;
 
 use common::{Lab, capture, ping, root_or_skip, stop_capture, tshark};
 use podwire::config::EncapMode;
-use podwire::config::cluster::Pool;
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Node, Pool};
 
 const INTERNET: &str = "203.0.113.10";
 
@@ -70,6 +70,39 @@ fn kube_proxy(backend: &str) -> String {
     )
 }
 
+/// The underlay's switch, a router on it (192.168.33.1) and the
+/// "internet" beyond the router, which knows the nodes' subnet but no pod
+/// address: (switch, router, internet).
+fn underlay_and_internet(lab: &mut Lab) -> (String, String, String) {
+    let sw = lab.netns("sw");
+    lab.bridge(&sw, "br0");
+    let rt = lab.netns("rt");
+    lab.attach(&sw, "br0", &rt, "eth0", "192.168.33.1/24");
+    let inet = lab.netns("inet");
+    veth(lab, &rt, "ethi", "203.0.113.1/24", &inet, "203.0.113.10/24");
+    lab.ip(
+        &inet,
+        &["route", "add", "192.168.33.0/24", "via", "203.0.113.1"],
+    );
+    lab.must_exec(&rt, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    (sw, rt, inet)
+}
+
+/// A veth pair from `a` (device `a_dev`, address `a_ip`) to `b` (its
+/// `eth0`, address `b_ip`), both up.
+fn veth(lab: &Lab, a: &str, a_dev: &str, a_ip: &str, b: &str, b_ip: &str) {
+    lab.ip(
+        a,
+        &[
+            "link", "add", a_dev, "type", "veth", "peer", "name", "eth0", "netns", b,
+        ],
+    );
+    lab.ip(a, &["addr", "add", a_ip, "dev", a_dev]);
+    lab.ip(a, &["link", "set", a_dev, "up"]);
+    lab.ip(b, &["addr", "add", b_ip, "dev", "eth0"]);
+    lab.ip(b, &["link", "set", "eth0", "up"]);
+}
+
 /// `nc` from `ns` to `ip:port`; returns what the server answered.
 fn tcp_ask(lab: &Lab, ns: &str, ip: &str, port: &str) -> String {
     let out = lab.exec(ns, &["nc", "-w", "3", ip, port]);
@@ -83,28 +116,7 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     }
     let mut lab = Lab::new();
     let config = lab.file("cluster.yaml", &cluster());
-    let sw = lab.netns("sw");
-    lab.bridge(&sw, "br0");
-    // The router: on the underlay, and toward the internet.
-    let rt = lab.netns("rt");
-    lab.attach(&sw, "br0", &rt, "eth0", "192.168.33.1/24");
-    let inet = lab.netns("inet");
-    lab.ip(
-        &rt,
-        &[
-            "link", "add", "ethi", "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    lab.ip(&rt, &["addr", "add", "203.0.113.1/24", "dev", "ethi"]);
-    lab.ip(&rt, &["link", "set", "ethi", "up"]);
-    lab.ip(&inet, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
-    lab.ip(&inet, &["link", "set", "eth0", "up"]);
-    // The internet knows the nodes' subnet, not the pods'.
-    lab.ip(
-        &inet,
-        &["route", "add", "192.168.33.0/24", "via", "203.0.113.1"],
-    );
-    lab.must_exec(&rt, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    let (sw, _rt, inet) = underlay_and_internet(&mut lab);
 
     let mut nodes = Vec::new();
     let mut ctl = Vec::new();
@@ -356,7 +368,21 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
         "{log}"
     );
     let routes = lab.ip(&n1, &["-4", "route", "show", "proto", "252"]);
-    assert_eq!(routes.lines().count(), 2, "{routes}");
+    let mut lines: Vec<&str> = routes.lines().map(str::trim).collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "10.2.0.0/16 dev podwire0 scope link src 10.2.36.65",
+            "10.2.36.68 dev podwire0 scope link src 10.2.36.65",
+            "10.2.36.69 dev podwire0 scope link src 10.2.36.65",
+            "10.3.0.0/16 dev podwire0 scope link src 10.2.36.65",
+            "10.3.1.5 dev podwire0 scope link src 10.2.36.65",
+            "blackhole 10.2.36.64/26",
+            "blackhole 10.3.1.0/26",
+        ],
+        "one copy of each route"
+    );
     let addrs = lab.ip(&n1, &["-4", "-o", "addr", "show", "dev", "podwire0"]);
     assert_eq!(addrs.lines().count(), 1, "{addrs}");
     let tables = lab.must_exec(&n1, &["nft", "list", "tables"]);
@@ -375,4 +401,109 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     assert!(!tables.contains("podwire"), "{tables}");
     let fwd = lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.ip_forward"]);
     assert_eq!(fwd.trim(), "0");
+}
+
+/// Direct mode ("BGP mode") with the host path, on nodes that forward as a
+/// Kubernetes node does (`ip_forward=1`): the kernel is kept from
+/// forwarding pod traffic by blackhole routes for the local blocks (and
+/// podwire's table for the endpoints' /32s), not by forwarding off on the
+/// underlay — so the node still forwards everything else (here, from the
+/// internet to a LAN behind k8s-node1), pod traffic is never duplicated,
+/// the node reaches local and remote pods, and a natOutgoing pod the
+/// internet. A clean stop removes the blackholes too.
+#[test]
+fn direct_mode_host_path_forwards_other_traffic_and_never_duplicates_pods() {
+    if !root_or_skip("direct_mode_host_path_forwards_other_traffic_and_never_duplicates_pods") {
+        return;
+    }
+    let mut c = ClusterBuilder::new().with(
+        Pool::new("nat", "10.2.0.0/16")
+            .overlay("direct")
+            .nat_outgoing(true),
+    );
+    for (name, ip, _, block, _) in &NODES {
+        c = c
+            .with(Node::new(name, ip))
+            .with(Block::new(block).host(name));
+    }
+    for (node, iface, ip) in [
+        (0, "calia1", "10.2.36.68"),
+        (0, "calib1", "10.2.36.69"),
+        (1, "calia2", "10.2.169.138"),
+    ] {
+        c = c.with(Endpoint::new(NODES[node].0, iface, ip));
+    }
+    let mut lab = Lab::new();
+    let config = lab.file("cluster.yaml", &c.yaml());
+    let (sw, rt, inet) = underlay_and_internet(&mut lab);
+    let mut nodes = Vec::new();
+    let mut ctl = Vec::new();
+    for (i, (name, ip, ..)) in NODES.iter().enumerate() {
+        let ns = lab.netns(&format!("n{}", i + 1));
+        lab.attach(&sw, "br0", &ns, "eth0", ip);
+        lab.ip(&ns, &["route", "add", "default", "via", "192.168.33.1"]);
+        lab.must_exec(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        ctl.push(lab.podwire(&ns, &config, name, &["--host-interface", "podwire0"]));
+        nodes.push(ns);
+    }
+    let n1 = nodes[0].clone();
+    // A LAN behind k8s-node1, which the router reaches through it.
+    let lan = lab.netns("lan");
+    veth(
+        &lab,
+        &n1,
+        "ethl",
+        "198.51.100.1/24",
+        &lan,
+        "198.51.100.10/24",
+    );
+    lab.ip(&lan, &["route", "add", "default", "via", "198.51.100.1"]);
+    lab.ip(
+        &rt,
+        &["route", "add", "198.51.100.0/24", "via", "192.168.33.55"],
+    );
+    lab.ip(
+        &inet,
+        &["route", "add", "198.51.100.0/24", "via", "203.0.113.1"],
+    );
+    let p1a = lab.pod("p1a", &n1, "calia1", "10.2.36.68");
+    let _p1b = lab.pod("p1b", &n1, "calib1", "10.2.36.69");
+    let p2a = lab.pod("p2a", &nodes[1], "calia2", "10.2.169.138");
+
+    // Blackholes for the local block, the endpoints through podwire0, and
+    // forwarding left on.
+    let blackholes = lab.ip(&n1, &["-4", "route", "show", "type", "blackhole"]);
+    assert_eq!(blackholes.trim(), "blackhole 10.2.36.64/26 proto 252");
+    let fwd = lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"]);
+    assert_eq!(fwd.trim(), "1", "forwarding stays on on the underlay");
+    // The node forwards other traffic as before.
+    ping(&lab, &inet, "198.51.100.10", 3);
+    // Pods across nodes, and node to pods (`ping` fails on a duplicate).
+    ping(&lab, &p1a, "10.2.169.138", 3);
+    ping(&lab, &p2a, "10.2.36.68", 3);
+    ping(&lab, &p1a, "10.2.36.69", 2);
+    ping(&lab, &n1, "10.2.36.68", 2);
+    ping(&lab, &n1, "10.2.169.138", 2);
+    ping(&lab, &nodes[1], "10.2.36.69", 2);
+    lab.spawn(&p2a, "srv", &["sh", "-c", "echo remote | nc -l -N 8082"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(tcp_ask(&lab, &n1, "10.2.169.138", "8082"), "remote");
+    // Masqueraded to the internet.
+    ping(&lab, &p1a, INTERNET, 2);
+    // The pod packets to k8s-node2 left through podwire's packet socket.
+    let stats = lab.stats(&ctl[0]);
+    let direct = stats["modes"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m[0] == "direct"))
+        .map_or(0, |m| m[1]["tx"]["packets"].as_u64().unwrap_or(0));
+    assert!(direct >= 8, "direct-mode packets sent: {stats}");
+
+    // A clean stop removes the blackholes and the rest.
+    assert!(lab.stop("k8s-node1").success());
+    let routes = lab.ip(&n1, &["-4", "route", "show"]);
+    assert!(!routes.contains("proto 252"), "{routes}");
+    assert!(!routes.contains("blackhole"), "{routes}");
+    let fwd = lab.must_exec(&n1, &["sysctl", "-n", "net.ipv4.ip_forward"]);
+    assert_eq!(fwd.trim(), "1", "ip_forward as the node had it");
+    ping(&lab, &inet, "198.51.100.10", 1);
 }

@@ -10,7 +10,9 @@
 //!   `vxlan.calico` or `tunl0`;
 //! - `<pool> dev podwire0 proto 252 src <tunnel address, else node IP>`
 //!   for every pool, so the node's processes and what the kernel forwards
-//!   (a de-NATed reply, a Service's backend, a NodePort) reach pods;
+//!   (a de-NATed reply, a Service's backend, a NodePort) reach pods, and
+//!   the same for every local endpoint's `/32` (which wins over its
+//!   block's blackhole route, see `blackhole`);
 //! - `forwarding=1` and `send_redirects=0` on it, and `net.ipv4.ip_forward=1`
 //!   (as Felix sets it; the value found is restored on a clean stop);
 //! - `table ip podwire`: sets `pools` (every pool) and `nat-pools`
@@ -348,11 +350,23 @@ pub fn report_json(t: &Tables) -> serde_json::Value {
     })
 }
 
-/// The routes the host path wants: every pool through the interface, from
-/// the node's tunnel address (else its IP).
+/// The routes the host path wants: every pool through the interface, and
+/// every local endpoint's `/32` (more specific than its block's blackhole
+/// route, as a Calico node's route to a pod's veth is), from the node's
+/// tunnel address (else its IP).
 fn host_routes(t: &Tables) -> Vec<(Ipv4Network, Ipv4Addr)> {
     let src = t.host_addrs().first().copied().unwrap_or(t.local().ip);
-    t.pools().iter().map(|p| (p.cidr, src)).collect()
+    let endpoints = t
+        .routes()
+        .iter()
+        .filter(|r| matches!(r.via, Via::Endpoint(id) if Some(id) != t.host()))
+        .map(|r| r.dst);
+    t.pools()
+        .iter()
+        .map(|p| p.cidr)
+        .chain(endpoints)
+        .map(|n| (n, src))
+        .collect()
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, HostError> {
@@ -388,7 +402,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Host
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ip(args: &[&str]) -> Result<String, HostError> {
+pub(crate) fn ip(args: &[&str]) -> Result<String, HostError> {
     run("ip", args, None)
 }
 

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blackhole;
 pub mod control;
 mod error;
 pub mod host;
@@ -127,6 +128,8 @@ pub struct Shared {
     pub source_status: Option<Arc<config::SourceStatus>>,
     /// The host path, when it is on.
     pub host: Option<host::HostPath>,
+    /// The local blocks' blackhole routes in the node's kernel.
+    pub blackholes: blackhole::Blackholes,
 }
 
 impl Shared {
@@ -367,28 +370,16 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             vxlan_tx,
         });
     }
-    // The kernel must not also forward (or answer for) the pod traffic that
-    // arrives on the underlay in direct mode: forwarding off on that device.
-    // A daemon that was killed left it off: the value to restore is the one
-    // it recorded. With the host path, the underlay keeps forwarding (the
-    // replies of NATed flows arrive there) and podwire's nftables table
-    // drops, before routing, what the packet socket takes instead.
-    let forwarding = underlay
-        .as_ref()
-        .filter(|_| opts.host_interface.is_none())
-        .and_then(|u| {
-            let original = u.stop_forwarding().or_else(|| {
-                previous
-                    .forwarding
-                    .clone()
-                    .filter(|f| f.device == u.name)
-                    .map(|f| f.original)
-            })?;
-            Some(state::Forwarding {
-                device: u.name.clone(),
-                original,
-            })
-        });
+    // A podwire before blackhole routes turned forwarding off on the
+    // underlay in direct mode, and a killed one left it so: put back the
+    // value it recorded. The kernel is kept from forwarding pod traffic by
+    // blackhole routes for the local blocks instead (see `blackhole`).
+    if let (Some(u), Some(f)) = (&underlay, &previous.forwarding) {
+        if f.device == u.name {
+            u.restore_forwarding(&f.original);
+            tracing::info!(device = %u.name, value = %f.original, "restored the underlay's forwarding setting a previous podwire turned off");
+        }
+    }
     let offloads = stats::Offloads {
         tun: opts.tun_offload,
         udp_segment: opts.udp_segment,
@@ -438,6 +429,10 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         }
         None => None,
     };
+    let blackholes = blackhole::Blackholes::new();
+    if let Err(e) = blackholes.apply(&snap.tables) {
+        tracing::warn!("{e}: the kernel may forward direct-mode pod traffic too");
+    }
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         workers: (0..threads).map(|_| WorkerStats::default()).collect(),
@@ -453,12 +448,13 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         offloads,
         source_status: source.status(),
         host,
+        blackholes,
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(StartError::thread("neighbour refresher"))?;
     let (refresher, neigh_waker) = refresher;
     let _ = shared.neigh_waker.set(Arc::clone(&neigh_waker));
-    let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone(), forwarding.clone())
+    let tracker = state::start_tracker(Arc::clone(&shared), state_path.clone())
         .map_err(StartError::thread("state tracker"))?;
     let _ = shared.state_thread.set(tracker.thread().clone());
     let mut wakers = Vec::with_capacity(threads);
@@ -527,9 +523,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
     let _ = refresher.join();
     tracker.thread().unpark();
     let _ = tracker.join();
-    if let (Some(u), Some(f)) = (&shared.underlay, &forwarding) {
-        u.restore_forwarding(&f.original);
-    }
+    shared.blackholes.remove();
     control.stop();
     if let Some(h) = &shared.host {
         h.remove();

@@ -49,28 +49,7 @@ impl UnderlayDev {
         format!("/proc/sys/net/ipv4/conf/{}/forwarding", self.name)
     }
 
-    /// Turns IPv4 forwarding off on the device, so that the kernel drops
-    /// (silently) the frames for pods it would otherwise route; returns the
-    /// previous value when it changed it.
-    pub fn stop_forwarding(&self) -> Option<String> {
-        let path = self.forwarding_path();
-        let old = std::fs::read_to_string(&path).ok()?.trim().to_string();
-        if old == "0" {
-            return None;
-        }
-        match std::fs::write(&path, "0") {
-            Ok(()) => {
-                tracing::info!(device = %self.name, "IPv4 forwarding turned off on the underlay device (podwire forwards pod traffic itself)");
-                Some(old)
-            }
-            Err(e) => {
-                tracing::warn!(device = %self.name, "cannot turn forwarding off ({e}): the kernel may forward direct-mode pod traffic too");
-                None
-            }
-        }
-    }
-
-    /// Puts back the forwarding setting found at start.
+    /// Puts back a forwarding setting an older podwire turned off.
     pub fn restore_forwarding(&self, old: &str) {
         let _ = std::fs::write(self.forwarding_path(), old);
     }

@@ -87,12 +87,16 @@ impl Daemon {
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         let generation = snap.generation;
         self.shared.snapshot.store(Arc::new(snap));
+        // Forwarding goes on with what the kernel has; the next reload
+        // tries again.
+        let applied = &self.shared.snapshot.load().tables;
         if let Some(h) = &self.shared.host {
-            // Forwarding goes on with what the kernel has; the next reload
-            // tries again.
-            if let Err(e) = h.apply(&self.shared.snapshot.load().tables) {
+            if let Err(e) = h.apply(applied) {
                 tracing::error!("{e}");
             }
+        }
+        if let Err(e) = self.shared.blackholes.apply(applied) {
+            tracing::error!("{e}");
         }
         drop(guard);
         self.wake();

@@ -5,16 +5,18 @@
 //! are. The state file, next to the control socket (`<control>.state`,
 //! JSON, written atomically), records where each device is — its current
 //! name and network namespace, read from the device's own descriptor once a
-//! second and after every reload — and the underlay's forwarding setting
-//! found at start, which direct mode turns off. A restarted daemon reads it
-//! before it creates anything:
+//! second and after every reload — and, with the host path, the
+//! `ip_forward` value found at start. A restarted daemon reads it before it
+//! creates anything:
 //!
 //! - an endpoint that is still configured is re-attached: new queues on
 //!   the same device, from inside its namespace, so the pod keeps its
 //!   interface, addresses and routes;
 //! - an endpoint that is gone from the configuration is attached too, made
 //!   non-persistent and closed, so the kernel deletes it;
-//! - the recorded forwarding value is the one to restore at stop.
+//! - the recorded `ip_forward` value is the one to restore at stop;
+//! - an underlay forwarding setting recorded by an older podwire (which
+//!   turned it off in direct mode) is put back.
 //!
 //! A clean stop deletes the devices and the file.
 
@@ -33,8 +35,8 @@ use podwire_io::tun::{self, NetnsId, TunQueue};
 pub struct State {
     /// The PID that wrote it (for people reading the file).
     pub pid: u32,
-    /// Direct mode turned IPv4 forwarding off on this device; this was
-    /// its value before.
+    /// An older podwire turned IPv4 forwarding off on this device in
+    /// direct mode; this was its value before (read, never written now).
     #[serde(default)]
     pub forwarding: Option<Forwarding>,
     /// The host path set `net.ipv4.ip_forward` to 1; this was its value.
@@ -145,7 +147,7 @@ pub fn reattach(
 }
 
 /// What the running daemon would record now.
-fn current(shared: &Shared, forwarding: &Option<Forwarding>) -> State {
+fn current(shared: &Shared) -> State {
     let snap = shared.snapshot.load();
     let endpoints = snap
         .endpoints
@@ -161,7 +163,7 @@ fn current(shared: &Shared, forwarding: &Option<Forwarding>) -> State {
         .collect();
     State {
         pid: std::process::id(),
-        forwarding: forwarding.clone(),
+        forwarding: None,
         ip_forward: shared.host.as_ref().and_then(|h| h.ip_forward_to_restore()),
         endpoints,
     }
@@ -172,7 +174,6 @@ fn current(shared: &Shared, forwarding: &Option<Forwarding>) -> State {
 pub fn start_tracker(
     shared: Arc<Shared>,
     path: PathBuf,
-    forwarding: Option<Forwarding>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("podwire-state".into())
@@ -180,7 +181,7 @@ pub fn start_tracker(
             let mut last = None;
             let mut failing = false;
             while !shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let now = current(&shared, &forwarding);
+                let now = current(&shared);
                 if last.as_ref() != Some(&now) {
                     match save(&path, &now) {
                         Ok(()) => {

@@ -100,6 +100,7 @@ impl Harness {
             offloads: Offloads::default(),
             source_status: None,
             host: None,
+            blackholes: crate::blackhole::Blackholes::new(),
         });
         let (vx, vxlan_in) = mock::rx().unwrap();
         let (ip, ipip_in) = mock::rx().unwrap();

@@ -244,7 +244,9 @@ pub fn ping(lab: &Lab, from: &str, to: &str, count: usize) {
     let out = ok(lab.0.ping(from, to, count)).output;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && text.contains(&format!("{count} received")),
+        out.status.success()
+            && text.contains(&format!("{count} received"))
+            && !text.contains("DUP!"),
         "ping {from} -> {to}: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
