@@ -57,6 +57,22 @@ fn lab_runs_all_modes_and_cleans_up() {
             .find(|l| l.starts_with(mode) && l.contains("/12"))
             .unwrap_or_else(|| panic!("no summary line for {mode}:\n{text}"));
         assert!(line.contains("12/12"), "{line}");
+        // The host path's five checks: the node probing a local and a
+        // remote pod, natOutgoing, a ClusterIP from a pod and the node.
+        assert!(line.contains(" 5/5 "), "{line}");
+    }
+    for line in [
+        "ok   ping k8s-node1 -> 10.2.36.68 (the node probes its own pod",
+        "ok   tcp k8s-node1 -> 10.2.169.139:8080 (a pod on another node): \"hello from 10.2.169.139\"",
+        "ok   ping 10.2.36.68 -> 203.0.113.10 (the internet, beyond the router): 3/3 answered, 3 echo request(s) seen there, from 192.168.33.55 (",
+        "ok   tcp 10.2.36.68 -> ClusterIP 10.96.0.10:80 (kube-proxy's nftables rules on k8s-node1, backend 10.2.169.139:8080 on k8s-node2): \"hello from 10.2.169.139\"",
+        "ok   tcp k8s-node1 -> ClusterIP 10.96.0.10:80 (",
+    ] {
+        assert_eq!(
+            text.matches(line).count(),
+            3,
+            "{line:?} in each mode:\n{text}"
+        );
     }
     assert!(
         text.contains("10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink"),
@@ -100,6 +116,27 @@ fn lab_runs_all_modes_and_cleans_up() {
     assert!(direct.len() >= 6, "{direct:?}");
     assert!(direct.iter().all(|r| !r[0].contains(',')), "{direct:?}");
     assert!(tshark(&pcap("direct"), "vxlan || ip.proto == 4", &["ip.src"]).is_empty());
+    // On the underlay, seen by tshark: the pod's echo requests to the
+    // internet leave k8s-node1 masqueraded to its address, in every mode;
+    // the ClusterIP's connection crosses to the backend's node DNATed,
+    // inside the mode's encapsulation.
+    for mode in ["ipip", "vxlan", "direct"] {
+        let out = tshark(
+            &pcap(mode),
+            "icmp.type == 8 && ip.dst == 203.0.113.10",
+            &["ip.src"],
+        );
+        assert!(
+            out.len() >= 3 && out.iter().all(|r| r[0] == "192.168.33.55"),
+            "{mode}: {out:?}"
+        );
+        let svc = tshark(
+            &pcap(mode),
+            "tcp.dstport == 8080 && tcp.flags.syn == 1 && ip.dst == 10.2.169.139",
+            &["ip.dst"],
+        );
+        assert!(svc.len() >= 3, "{mode}: {svc:?}");
+    }
 
     assert_eq!(
         lab_namespaces(),

@@ -78,7 +78,7 @@ pub fn vxlan_node(w: &Harness, ns: &str, me: Host, peer: Host) -> Result<(), Err
             "permanent",
         ],
         &[
-            "route", "add", "default", "via", GATEWAY, "dev", "eth0", "onlink",
+            "route", "replace", "default", "via", GATEWAY, "dev", "eth0", "onlink",
         ],
     ] {
         w.ip(ns, args)?;
@@ -101,7 +101,7 @@ pub fn direct_node(w: &Harness, ns: &str, peer: Host) -> Result<(), Error> {
             "route", "add", peer.block, "via", peer.ip, "dev", "eth0", "onlink",
         ],
         [
-            "route", "add", "default", "via", GATEWAY, "dev", "eth0", "onlink",
+            "route", "replace", "default", "via", GATEWAY, "dev", "eth0", "onlink",
         ],
     ] {
         w.ip(ns, &args)?;

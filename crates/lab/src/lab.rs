@@ -93,6 +93,8 @@ pub(crate) fn preflight(datastore: Datastore) -> Result<(), LabError> {
         ("ping", "iputils-ping"),
         ("tcpdump", "tcpdump"),
         ("iperf3", "iperf3"),
+        ("nft", "nftables"),
+        ("nc", "netcat-openbsd"),
         ("etcd", "etcd-server"),
         ("etcdctl", "etcd-client"),
     ] {
@@ -121,6 +123,9 @@ struct ModeResult {
     mode: Mode,
     pings_ok: usize,
     pings: usize,
+    /// The host path's checks (node to pods, natOutgoing, a ClusterIP).
+    host_ok: usize,
+    host_checks: usize,
     gbps: f64,
     pcap: PathBuf,
     packets: usize,
@@ -207,17 +212,19 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
     say(String::new());
     say("== summary ==".into());
     say(format!(
-        "{:<8} {:>7} {:>12} {:>17}  {}",
-        "mode", "pings", "tcp Gbit/s", "vs kernel VXLAN", "pcap of the underlay"
+        "{:<8} {:>7} {:>9} {:>12} {:>17}  {}",
+        "mode", "pings", "host path", "tcp Gbit/s", "vs kernel VXLAN", "pcap of the underlay"
     ));
     let mut all_ok = true;
     for r in &results {
-        all_ok &= r.pings_ok == r.pings;
+        all_ok &= r.pings_ok == r.pings && r.host_ok == r.host_checks;
         say(format!(
-            "{:<8} {:>3}/{:<3} {:>12.2} {:>16.2}x  {} ({} packets)",
+            "{:<8} {:>3}/{:<3} {:>5}/{:<3} {:>12.2} {:>16.2}x  {} ({} packets)",
             r.mode.name(),
             r.pings_ok,
             r.pings,
+            r.host_ok,
+            r.host_checks,
             r.gbps,
             if kernel > 0.0 { r.gbps / kernel } else { 0.0 },
             r.pcap.display(),
@@ -229,7 +236,9 @@ pub fn run_lab(opts: &Options, out: &mut dyn std::io::Write) -> Result<(), LabEr
         started.elapsed().as_secs_f64()
     ));
     if !all_ok {
-        return Err(err("some pings were not answered"));
+        return Err(err(
+            "some pings were not answered or host-path checks failed (see above)",
+        ));
     }
     Ok(())
 }
@@ -396,6 +405,7 @@ fn run_mode(
             "ping {from_ip} -> {to_ip} ({what}): {got}/3 answered, average rtt {rtt} ms"
         ));
     }
+    let (host_ok, host_checks) = crate::services::run(w, &nodes, &pods, say)?;
     let gbps = iperf(w, &pods[2].0, &pods[4].0, pods[4].1, seconds)?;
     say(format!(
         "tcp {} -> {}: {gbps:.2} Gbit/s (kernel VXLAN on the same topology: {kernel:.2} Gbit/s, {:.2}x)",
@@ -414,6 +424,8 @@ fn run_mode(
         mode,
         pings_ok: ok,
         pings: total,
+        host_ok,
+        host_checks,
         gbps,
         pcap,
         packets,

@@ -19,6 +19,7 @@ mod lab;
 pub mod netns;
 mod pcap;
 pub mod scale;
+mod services;
 mod topology;
 
 pub use lab::*;

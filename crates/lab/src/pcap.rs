@@ -22,9 +22,65 @@ pub(crate) fn pcap_records(b: &[u8]) -> usize {
     n
 }
 
+/// The IPv4 source addresses of the frames of an Ethernet pcap file, in
+/// order (frames that are not IPv4, or cut before the address, skipped).
+pub(crate) fn ipv4_sources(b: &[u8]) -> Vec<std::net::Ipv4Addr> {
+    let little = b.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1]);
+    let mut at = 24;
+    let mut out = Vec::new();
+    while let Some(h) = b.get(at..at + 16) {
+        let w = [h[8], h[9], h[10], h[11]];
+        let len = if little {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        } as usize;
+        let frame = b.get(at + 16..(at + 16 + len).min(b.len())).unwrap_or(&[]);
+        if let (Some([0x08, 0x00]), Some(src)) = (frame.get(12..14), frame.get(26..30)) {
+            out.push(std::net::Ipv4Addr::new(src[0], src[1], src[2], src[3]));
+        }
+        at += 16 + len;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_sources_are_read_from_ethernet_frames() {
+        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1];
+        f.resize(24, 0);
+        let frame = |ethertype: [u8; 2], src: [u8; 4]| {
+            let mut e = vec![0u8; 12];
+            e.extend_from_slice(&ethertype);
+            // IPv4 header: version/IHL .. checksum, then the source.
+            e.extend_from_slice(&[0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0]);
+            e.extend_from_slice(&src);
+            e.extend_from_slice(&[203, 0, 113, 10]);
+            e
+        };
+        for fr in [
+            frame([0x08, 0x00], [192, 168, 33, 55]),
+            frame([0x86, 0xdd], [1, 2, 3, 4]),
+            frame([0x08, 0x00], [10, 3, 1, 5]),
+        ] {
+            let len = fr.len() as u32;
+            f.extend_from_slice(&[0; 8]);
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(&fr);
+        }
+        assert_eq!(
+            ipv4_sources(&f),
+            [
+                std::net::Ipv4Addr::new(192, 168, 33, 55),
+                std::net::Ipv4Addr::new(10, 3, 1, 5)
+            ]
+        );
+        assert!(ipv4_sources(&f[..40]).is_empty());
+    }
 
     #[test]
     fn pcap_records_are_counted() {

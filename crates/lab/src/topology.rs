@@ -1,10 +1,14 @@
-//! The lab's cluster: three nodes on one underlay bridge, two pods each.
+//! The lab's cluster: three nodes on one underlay bridge, two pods each,
+//! and a router to an "internet" host.
 //!
 //! ```text
-//!                        bridge br0 (namespace <p>-sw), 192.168.33.0/24
-//!        ┌───────────────────────┼───────────────────────┐
+//!                 internet 203.0.113.10 (namespace <p>-inet)
+//!                        │
+//!                 router 192.168.33.1 / 203.0.113.1 (<p>-rt)
+//!                        │  bridge br0 (namespace <p>-sw), 192.168.33.0/24
+//!        ┌───────────────┴───────┼───────────────────────┐
 //!   k8s-master .53          k8s-node1 .55           k8s-node2 .57      nodes: podwire run
-//!    │        │              │        │              │        │
+//!    │        │              │        │              │        │          --host-interface podwire0
 //!  pod m-a  pod m-b        pod 1-a  pod 1-b        pod 2-a  pod 2-b    eth0 = TUN endpoint
 //! 10.2.235.194/.195       10.2.36.68/.69         10.2.169.138/.139
 //! ```
@@ -96,15 +100,54 @@ pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
     c.yaml()
 }
 
-/// The underlay: a bridge in its own namespace, and one node per NODES
-/// entry attached to it; returns the bridge's namespace and the nodes'.
+/// The "internet": a host beyond the underlay's router that knows the
+/// nodes' subnet but no pod address, so that only a masqueraded packet
+/// from a pod is answered.
+pub(crate) const INTERNET: &str = "203.0.113.10";
+
+/// The underlay: a bridge in its own namespace, one node per NODES entry
+/// attached to it (default route via the router), the router (namespace
+/// `rt`, [`GATEWAY`](crate::kernel::GATEWAY) on the underlay) and the
+/// internet host beyond it (namespace `inet`, [`INTERNET`]); returns the
+/// bridge's namespace and the nodes'.
 pub(crate) fn underlay(w: &mut Harness) -> Result<(String, Vec<String>), Error> {
     let sw = w.netns("sw")?;
     w.bridge(&sw, "br0")?;
+    let rt = w.netns("rt")?;
+    w.attach(
+        &sw,
+        "br0",
+        &rt,
+        "eth0",
+        &format!("{}/24", crate::kernel::GATEWAY),
+    )?;
+    let inet = w.netns("inet")?;
+    w.ip(
+        &rt,
+        &[
+            "link", "add", "ethi", "type", "veth", "peer", "name", "eth0", "netns", &inet,
+        ],
+    )?;
+    w.ip(&rt, &["addr", "add", "203.0.113.1/24", "dev", "ethi"])?;
+    w.ip(&rt, &["link", "set", "ethi", "up"])?;
+    w.ip(
+        &inet,
+        &["addr", "add", &format!("{INTERNET}/24"), "dev", "eth0"],
+    )?;
+    w.ip(&inet, &["link", "set", "eth0", "up"])?;
+    w.ip(
+        &inet,
+        &["route", "add", "192.168.33.0/24", "via", "203.0.113.1"],
+    )?;
+    w.sysctl(&rt, "net.ipv4.ip_forward=1")?;
     let mut nodes = Vec::new();
     for n in &NODES {
         let ns = w.netns(&format!("n{}", n.short))?;
         w.attach(&sw, "br0", &ns, "eth0", &n.host.cidr())?;
+        w.ip(
+            &ns,
+            &["route", "replace", "default", "via", crate::kernel::GATEWAY],
+        )?;
         nodes.push(ns);
     }
     Ok((sw, nodes))
@@ -159,7 +202,9 @@ pub(crate) fn start_nodes(
         let log = w
             .dir
             .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
-        let mut extra = vec!["--threads", &threads];
+        // Each node's own traffic, natOutgoing and Services through the
+        // host path, as on a real node.
+        let mut extra = vec!["--threads", &threads, "--host-interface", "podwire0"];
         let config = match source {
             Source::File(path) => Some(path),
             Source::Etcd(endpoints) => {
