@@ -1,5 +1,6 @@
-//! `podwire bench` in a short form: every path and test measured, the JSON
-//! shape of the issue, the SVG chart, nothing left behind.
+//! `podwire bench` in a short form: every path and test measured (pod to
+//! pod, masqueraded to the internet, through a ClusterIP), the JSON shape
+//! of the issue, the SVG chart, nothing left behind.
 
 mod common;
 
@@ -32,13 +33,17 @@ fn bench_measures_every_path() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["rounds"], 1);
     let results = j["results"].as_array().unwrap();
-    assert_eq!(results.len(), 15);
+    assert_eq!(results.len(), 27);
     for path in [
         "kernel-vxlan",
         "kernel-direct",
         "podwire-vxlan",
         "podwire-ipip",
         "podwire-direct",
+        "kernel-vxlan-nat",
+        "podwire-vxlan-nat",
+        "kernel-vxlan-svc",
+        "podwire-vxlan-svc",
     ] {
         for (test, unit) in [("tcp1", "Gbit/s"), ("tcp4", "Gbit/s"), ("udp64", "kpps")] {
             let r = results

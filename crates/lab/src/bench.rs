@@ -4,8 +4,14 @@
 //! Paths: `kernel-vxlan` (`vxlan.calico` on both nodes, as Felix sets it
 //! up), `kernel-direct` (the nodes' kernels routing pod traffic, as in
 //! Calico's BGP mode), and `podwire-vxlan`, `podwire-ipip`,
-//! `podwire-direct`. Tests, from a pod on k8s-node1 to a pod on k8s-node2
-//! with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
+//! `podwire-direct` (every podwire node with its host path on, as a real
+//! node runs). Then the host path's own: `-nat`, from the pod to the
+//! "internet" host beyond the router, masqueraded by k8s-node1
+//! (natOutgoing), and `-svc`, to a ClusterIP whose backend is the pod on
+//! k8s-node2 (kube-proxy's nftables DNAT on k8s-node1), each over the
+//! kernel's VXLAN node (its `cali-nat-outgoing` rule as nftables, the same
+//! DNAT) and over podwire's. Tests, from a pod on k8s-node1 to a pod on
+//! k8s-node2 (or as above) with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
 //! datagrams as fast as they go; received packets per second). Each round
 //! runs every path once, in the same order, so that drift on this shared
 //! machine hits all of them alike; the report is the median of the rounds.
@@ -18,15 +24,19 @@ use serde::Serialize;
 
 use crate::lab::{self, LabError, Mode};
 use crate::netns::{Harness, err};
-use crate::topology;
+use crate::{services, topology};
 
 /// The paths `podwire bench` measures.
-pub const PATHS: [&str; 5] = [
+pub const PATHS: [&str; 9] = [
     "kernel-vxlan",
     "kernel-direct",
     "podwire-vxlan",
     "podwire-ipip",
     "podwire-direct",
+    "kernel-vxlan-nat",
+    "podwire-vxlan-nat",
+    "kernel-vxlan-svc",
+    "podwire-vxlan-svc",
 ];
 
 /// The tests it runs on each path.
@@ -100,9 +110,36 @@ pub fn baseline(path: &str) -> Option<&'static str> {
     match path {
         "podwire-vxlan" | "podwire-ipip" => Some("kernel-vxlan"),
         "podwire-direct" => Some("kernel-direct"),
+        "podwire-vxlan-nat" => Some("kernel-vxlan-nat"),
+        "podwire-vxlan-svc" => Some("kernel-vxlan-svc"),
         _ => None,
     }
 }
+
+/// Where a path's traffic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    /// The pod on k8s-node2.
+    Pod,
+    /// The internet host, masqueraded by k8s-node1.
+    Internet,
+    /// A ClusterIP whose backend is the pod on k8s-node2.
+    Service,
+}
+
+fn dest(path: &str) -> Dest {
+    if path.ends_with("-nat") {
+        Dest::Internet
+    } else if path.ends_with("-svc") {
+        Dest::Service
+    } else {
+        Dest::Pod
+    }
+}
+
+/// The iperf3 port, which the Service maps to the same port of its
+/// backend.
+const IPERF_PORT: &str = "5201";
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
@@ -154,18 +191,22 @@ fn measure(
     })
 }
 
-/// Builds `path` in `w`; returns the sending and receiving pods.
-fn build(
-    w: &mut Harness,
-    exe: &str,
-    path: &str,
-    threads: usize,
-) -> Result<(String, String), LabError> {
-    let pods = match path {
+/// What a built path measures: the sender's namespace, the receiver's
+/// (where iperf3's server runs) and the address the sender sends to.
+struct Built {
+    from: String,
+    to: String,
+    to_ip: &'static str,
+}
+
+/// Builds `path` in `w`.
+fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built, LabError> {
+    let base = path.trim_end_matches("-nat").trim_end_matches("-svc");
+    let pods = match base {
         "kernel-vxlan" => crate::kernel::pods(w, true)?,
         "kernel-direct" => crate::kernel::pods(w, false)?,
         _ => {
-            let mode = match path {
+            let mode = match base {
                 "podwire-vxlan" => Mode::Vxlan,
                 "podwire-ipip" => Mode::Ipip,
                 _ => Mode::Direct,
@@ -180,7 +221,39 @@ fn build(
             vec![pods[2].0.clone(), pods[4].0.clone()]
         }
     };
-    Ok((pods[0].clone(), pods[1].clone()))
+    // k8s-node1's namespace (`n` + its short name in the topology).
+    let node1 = w.name(&format!("n{}", topology::NODES[1].short));
+    let kernel = base.starts_with("kernel-");
+    Ok(match dest(path) {
+        Dest::Pod => Built {
+            from: pods[0].clone(),
+            to: pods[1].clone(),
+            to_ip: topology::POD2,
+        },
+        Dest::Internet => {
+            if kernel {
+                // Calico's cali-nat-outgoing for the pool, in nftables.
+                let script = "table ip calico-nat {\n\
+                     chain nat-outgoing { type nat hook postrouting priority srcnat; policy accept; \
+                     ip saddr 10.2.0.0/16 ip daddr != 10.2.0.0/16 masquerade fully-random; }\n}\n";
+                let file = w.file("calico-nat.nft", script)?;
+                w.exec_ok(&node1, &["nft", "-f", &file.to_string_lossy()])?;
+            }
+            Built {
+                from: pods[0].clone(),
+                to: w.name("inet"),
+                to_ip: topology::INTERNET,
+            }
+        }
+        Dest::Service => {
+            services::kube_proxy(w, &node1, IPERF_PORT, topology::POD2, IPERF_PORT)?;
+            Built {
+                from: pods[0].clone(),
+                to: pods[1].clone(),
+                to_ip: services::CLUSTER_IP,
+            }
+        }
+    })
 }
 
 /// Runs the benchmark; prints progress to `log` and the report to `out`.
@@ -200,15 +273,15 @@ pub fn run(
         for (p, path) in PATHS.iter().enumerate() {
             let mut w = Harness::new(format!("{prefix}{p}-"), dir.clone())
                 .interruptible(Arc::clone(&interrupted));
-            let (from, to) = build(&mut w, &exe, path, opts.threads)?;
+            let b = build(&mut w, &exe, path, opts.threads)?;
             for (t, test) in TESTS.iter().enumerate() {
-                let v = measure(&mut w, &from, &to, topology::POD2, test, opts.seconds)?;
+                let v = measure(&mut w, &b.from, &b.to, b.to_ip, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {
                     format!("  retransmits {r}, reordering {o}")
                 });
                 let _ = writeln!(
                     log,
-                    "round {}/{} {path:<15} {test:<6} {:>9.2} {}{tcp}",
+                    "round {}/{} {path:<18} {test:<6} {:>9.2} {}{tcp}",
                     round + 1,
                     opts.rounds,
                     v.value,
@@ -261,13 +334,13 @@ fn find<'a>(r: &'a Report, path: &str, test: &str) -> Option<&'a Series> {
 pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "medians of {} round(s)", r.rounds);
-    let _ = write!(s, "{:<15}", "path");
+    let _ = write!(s, "{:<18}", "path");
     for t in TESTS {
         let _ = write!(s, " {:>22}", format!("{t} ({})", unit(t)));
     }
     let _ = writeln!(s);
     for path in PATHS {
-        let _ = write!(s, "{path:<15}");
+        let _ = write!(s, "{path:<18}");
         for test in TESTS {
             let v = find(r, path, test).map_or(0.0, |x| x.median);
             let cell = match baseline(path).and_then(|b| find(r, b, test)) {
@@ -280,7 +353,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(ratios: podwire-vxlan and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct)"
+        "(ratios: podwire-vxlan and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's)"
     );
     let tcp: Vec<&str> = TESTS.into_iter().filter(|t| t.starts_with("tcp")).collect();
     if r.results.iter().any(|x| !x.retransmits.is_empty()) {
@@ -288,13 +361,13 @@ pub fn table(r: &Report) -> String {
             s,
             "TCP retransmissions / reordering events, summed over rounds"
         );
-        let _ = write!(s, "{:<15}", "path");
+        let _ = write!(s, "{:<18}", "path");
         for t in &tcp {
             let _ = write!(s, " {t:>22}");
         }
         let _ = writeln!(s);
         for path in PATHS {
-            let _ = write!(s, "{path:<15}");
+            let _ = write!(s, "{path:<18}");
             for test in &tcp {
                 let cell = find(r, path, test).map_or(String::from("-"), |x| {
                     format!(
@@ -314,8 +387,15 @@ pub fn table(r: &Report) -> String {
 /// A bar chart of the medians, one group per test, one bar per path,
 /// each group scaled to its own maximum.
 pub fn svg(r: &Report) -> String {
-    const COLORS: [&str; 5] = ["#4c72b0", "#8172b2", "#dd8452", "#c44e52", "#55a868"];
-    let (w, h, group_w, bar_w, top, chart_h) = (760.0, 360.0, 240.0, 36.0, 50.0, 220.0);
+    const COLORS: [&str; 9] = [
+        "#4c72b0", "#8172b2", "#dd8452", "#c44e52", "#55a868", "#937860", "#da8bc3", "#8c8c8c",
+        "#ccb974",
+    ];
+    let (bar_w, gap, top, chart_h) = (30.0, 4.0, 50.0, 220.0);
+    let group_w = 20.0 + PATHS.len() as f64 * (bar_w + gap);
+    let w = 40.0 + TESTS.len() as f64 * group_w;
+    // The legend: four entries a row.
+    let h = top + chart_h + 50.0 + 18.0 * PATHS.len().div_ceil(4) as f64;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -338,7 +418,7 @@ pub fn svg(r: &Report) -> String {
         for (i, path) in PATHS.iter().enumerate() {
             let v = find(r, path, test).map_or(0.0, |x| x.median);
             let bh = chart_h * v / max;
-            let x = x0 + 10.0 + i as f64 * (bar_w + 6.0);
+            let x = x0 + 10.0 + i as f64 * (bar_w + gap);
             let y = top + chart_h - bh;
             let _ = writeln!(
                 s,
@@ -362,8 +442,8 @@ pub fn svg(r: &Report) -> String {
         );
     }
     for (i, path) in PATHS.iter().enumerate() {
-        let x = 20.0 + i as f64 * 148.0;
-        let y = h - 30.0;
+        let x = 20.0 + (i % 4) as f64 * 160.0;
+        let y = top + chart_h + 40.0 + (i / 4) as f64 * 18.0;
         let _ = writeln!(
             s,
             r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{}"/>"#,
@@ -416,6 +496,12 @@ mod tests {
                 .any(|l| l.starts_with("podwire-vxlan") && l.contains("4.00 (2.00x)")),
             "{t}"
         );
+        // podwire-vxlan-nat (median 8) against kernel-vxlan-nat (7).
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("podwire-vxlan-nat ") && l.contains("8.00 (1.14x)")),
+            "{t}"
+        );
         // podwire-direct (6) against kernel-direct (3): 2x.
         assert!(
             t.lines()
@@ -446,7 +532,7 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(
             svg.matches("<rect").count(),
-            15 + 5,
+            PATHS.len() * TESTS.len() + PATHS.len(),
             "a bar per path and test, and the legend"
         );
     }
