@@ -355,7 +355,8 @@ pub fn frag(input: FragInput) {
 ///   split on whitespace, is `show <topic>` or `show <topic> json`, and
 ///   printing the parsed request and parsing it again gives it back;
 /// - the answer is `render` of the request: a JSON answer parses as JSON
-///   (an array for routes/neigh/fdb/endpoints, an object for stats), a
+///   (an array for routes/neigh/fdb/endpoints, an object for stats and
+///   host), a
 ///   text answer for routes is `Tables::routes_text()`.
 pub fn control(data: &[u8]) {
     use podwire_daemon::control::{self, MAX_REQUEST, Topic};
@@ -397,7 +398,7 @@ pub fn control(data: &[u8]) {
                 let v: serde_json::Value =
                     serde_json::from_str(&answer).expect("JSON answer does not parse");
                 match req.topic {
-                    Topic::Stats => assert!(v.is_object(), "{v}"),
+                    Topic::Stats | Topic::Host => assert!(v.is_object(), "{v}"),
                     _ => assert!(v.is_array(), "{v}"),
                 }
             } else if req.topic == Topic::Routes {

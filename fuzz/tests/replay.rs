@@ -90,7 +90,7 @@ fn regressions() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
     let mut failed = Vec::new();
     let mut count = 0;
-    for target in ["ingress", "egress", "config", "frag"] {
+    for target in ["ingress", "egress", "config", "frag", "control", "etcd"] {
         for (name, data) in files(&dir, |n| n.starts_with(&format!("{target}-"))) {
             eprintln!("regression {name}");
             count += 1;
