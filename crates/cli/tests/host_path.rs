@@ -192,6 +192,19 @@ fn host_path_natoutgoing_services_and_a_clean_stop() {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(tcp_ask(&lab, &pods[0], INTERNET, "8083"), "internet");
+    // The node's conntrack holds the masqueraded flow: the pod's address
+    // on the way out, the node's on the way back.
+    let flows = lab.must_exec(
+        &n1,
+        &["conntrack", "-L", "-p", "tcp", "--orig-dst", INTERNET],
+    );
+    assert!(
+        flows
+            .lines()
+            .any(|l| l.contains("src=10.2.36.68 dst=203.0.113.10")
+                && l.contains("src=203.0.113.10 dst=192.168.33.55")),
+        "{flows}"
+    );
     stop_capture(&mut lab, "tcpdump");
     let sources = |filter: &str| -> Vec<String> {
         tshark(&pcap, filter, &["ip.src"])
