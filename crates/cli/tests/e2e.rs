@@ -711,3 +711,59 @@ fn replace_file(path: &std::path::Path, text: String) -> std::io::Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
+
+/// No client of the daemon's listeners delays another: with 100 idle
+/// connections on the control socket and 100 on the metrics port (and one
+/// on each that sent half a request), `podwire show stats` and a scrape
+/// are answered at once — well within one client's deadline (2 s for the
+/// control socket, 5 s for the metrics), where a daemon serving one client
+/// at a time would wait for every idle one — and the pods keep forwarding.
+#[test]
+fn listeners_answer_beside_idle_clients() {
+    if !root_or_skip("listeners_answer_beside_idle_clients") {
+        return;
+    }
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    let c = two_nodes("vxlan");
+    let idle: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&c.ctl[0]).unwrap())
+        .collect();
+    let mut half = UnixStream::connect(&c.ctl[0]).unwrap();
+    half.write_all(b"show ro").unwrap();
+    let started = std::time::Instant::now();
+    let stats = c.lab.show(&c.ctl[0], "stats", false);
+    let took = started.elapsed();
+    assert!(stats.starts_with("uptime "), "{stats}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "show stats took {took:?} beside idle clients"
+    );
+    let script = "import socket, time\n\
+        idle = [socket.create_connection(('127.0.0.1', 9091)) for _ in range(100)]\n\
+        half = socket.create_connection(('127.0.0.1', 9091))\n\
+        half.sendall(b'GET /metr')\n\
+        t = time.monotonic()\n\
+        s = socket.create_connection(('127.0.0.1', 9091))\n\
+        s.settimeout(10)\n\
+        s.sendall(b'GET /metrics HTTP/1.0\\r\\n\\r\\n')\n\
+        data = b''\n\
+        while True:\n\
+        \x20   b = s.recv(65536)\n\
+        \x20   if not b:\n\
+        \x20       break\n\
+        \x20   data += b\n\
+        print(data.split(b'\\r\\n')[0].decode(), round(time.monotonic() - t, 3))\n";
+    let out = c
+        .lab
+        .must_exec(&c.n[0], &["/usr/bin/python3", "-c", script]);
+    assert!(out.starts_with("HTTP/1.0 200 OK "), "{out}");
+    let secs: f64 = out
+        .split_whitespace()
+        .last()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(secs < 1.5, "a scrape beside idle clients took {secs} s");
+    ping(&c.lab, &c.p1a, "10.2.169.138", 2);
+    drop((idle, half));
+}

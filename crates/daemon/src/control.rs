@@ -1,5 +1,6 @@
 //! The control socket: a Unix stream socket, mode 0600, that answers one
-//! request per connection. A request is one line, `show <what>` with an
+//! request per connection, many connections at once (`listen`: an idle
+//! or slow client delays no other). A request is one line, `show <what>` with an
 //! optional ` json`, where `<what>` is `routes`, `neigh`, `fdb`,
 //! `endpoints` or `stats`; the answer is the text, and the connection
 //! closes. An answer that starts with `error: ` is a refusal.
@@ -9,13 +10,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Daemon;
 use super::stats::Totals;
+use super::{Daemon, listen};
 use podwire::table::Tables;
 
 /// What `podwire show` can ask for.
@@ -24,12 +24,46 @@ pub const TOPICS: [&str; 6] = ["routes", "neigh", "fdb", "endpoints", "stats", "
 /// The running control socket.
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    running: listen::Running,
+}
+
+/// How many clients the control socket holds at once, and how long each
+/// has to send its request and take its answer.
+pub const LIMITS: listen::Limits = listen::Limits {
+    max_clients: 128,
+    max_request: MAX_REQUEST,
+    deadline: Duration::from_secs(2),
+    answerers: 2,
+};
+
+/// The control socket's requests and answers.
+struct Control {
+    daemon: Arc<Daemon>,
+}
+
+impl listen::Service for Control {
+    fn complete(&self, buf: &[u8]) -> bool {
+        buf.contains(&b'\n')
+    }
+
+    fn answer(&self, request: &[u8]) -> Vec<u8> {
+        let shared = self.daemon.shared();
+        let snap = shared.snapshot.load();
+        respond(request, &snap.tables, || shared.totals()).into_bytes()
+    }
+
+    fn busy(&self) -> Vec<u8> {
+        format!(
+            "error: busy: {} clients are connected; try again\n",
+            LIMITS.max_clients
+        )
+        .into_bytes()
+    }
 }
 
 impl Server {
-    /// Listens on `path` (replacing a stale socket) and serves requests on
-    /// a thread of its own.
+    /// Listens on `path` (replacing a stale socket) and serves requests,
+    /// many clients at once, on threads of its own (see `listen`).
     pub fn start(path: &Path, daemon: Arc<Daemon>) -> io::Result<Server> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -44,35 +78,22 @@ impl Server {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("podwire-control".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop2.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match conn {
-                        Ok(stream) => {
-                            if let Err(e) = serve(stream, &daemon) {
-                                tracing::debug!("control request failed: {e}");
-                            }
-                        }
-                        Err(e) => tracing::warn!("control socket accept: {e}"),
-                    }
-                }
-            })?;
+        listener.set_nonblocking(true)?;
+        let running = listen::start(
+            "podwire-control",
+            listen::Listener::Unix(mio::net::UnixListener::from_std(listener)),
+            Arc::new(Control { daemon }),
+            LIMITS,
+        )?;
         Ok(Server {
             path: path.to_path_buf(),
-            stop,
+            running,
         })
     }
 
     /// Stops serving and removes the socket file.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = UnixStream::connect(&self.path);
+        self.running.stop();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -80,23 +101,6 @@ impl Server {
 /// True when a daemon answers on `path`.
 pub fn in_use(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
-}
-
-fn serve(mut stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = [0u8; MAX_REQUEST];
-    let mut len = 0;
-    // Up to the first newline, the end of the stream, or MAX_REQUEST bytes.
-    while len < buf.len() && !buf[..len].contains(&b'\n') {
-        match stream.read(&mut buf[len..])? {
-            0 => break,
-            n => len += n,
-        }
-    }
-    let shared = daemon.shared();
-    let snap = shared.snapshot.load();
-    let answer = respond(&buf[..len], &snap.tables, || shared.totals());
-    stream.write_all(answer.as_bytes())
 }
 
 /// Longest request the socket reads, newline included.

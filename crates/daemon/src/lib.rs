@@ -14,6 +14,7 @@ mod blackhole;
 pub mod control;
 mod error;
 pub mod host;
+mod listen;
 mod metrics;
 mod neigh;
 mod pool;
@@ -487,10 +488,13 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             source,
         }
     })?;
-    if let Some(addr) = opts.metrics {
-        metrics::start(addr, Arc::clone(&shared))
-            .map_err(|source| StartError::Metrics { addr, source })?;
-    }
+    let metrics = match opts.metrics {
+        Some(addr) => Some(
+            metrics::start(addr, Arc::clone(&shared))
+                .map_err(|source| StartError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(control = %opts.control.display(), "running");
 
     let mut signals = signal_hook::iterator::Signals::new([
@@ -525,6 +529,9 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
     let _ = tracker.join();
     shared.blackholes.remove();
     control.stop();
+    if let Some(m) = metrics {
+        m.stop();
+    }
     if let Some(h) = &shared.host {
         h.remove();
     }

@@ -1,42 +1,62 @@
-//! `--metrics ADDR`: the counters in the Prometheus text format, over a
-//! minimal HTTP/1.0 responder on a thread of its own (as Felix serves its
-//! own on port 9091). Every GET gets the metrics; nothing else is served.
+//! `--metrics ADDR`: the counters in the Prometheus text format, over
+//! HTTP/1.0 (as Felix serves its own on port 9091), many clients at once
+//! on threads of their own (`listen`: an idle or slow scraper delays no
+//! other). Every GET gets the metrics; nothing else is served.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Shared;
+use super::{Shared, listen};
 
-/// Starts serving on `addr`.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    tracing::info!(%addr, "serving metrics");
-    std::thread::Builder::new()
-        .name("podwire-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                if let Err(e) = serve(conn, &shared) {
-                    tracing::debug!("metrics request failed: {e}");
-                }
-            }
-        })?;
-    Ok(())
+/// How many scrapers at once, and how long each has.
+const LIMITS: listen::Limits = listen::Limits {
+    max_clients: 64,
+    max_request: 4096,
+    deadline: Duration::from_secs(5),
+    answerers: 1,
+};
+
+struct Metrics {
+    shared: Arc<Shared>,
 }
 
-fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut req = [0u8; 1024];
-    let n = conn.read(&mut req)?;
-    let (status, body) = if req[..n].starts_with(b"GET ") {
-        ("200 OK", shared.totals().prometheus())
-    } else {
-        ("405 Method Not Allowed", String::from("only GET\n"))
-    };
-    write!(
-        conn,
+fn response(status: &str, body: &str) -> Vec<u8> {
+    format!(
         "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
+    )
+    .into_bytes()
+}
+
+impl listen::Service for Metrics {
+    fn complete(&self, buf: &[u8]) -> bool {
+        buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
+    }
+
+    fn answer(&self, request: &[u8]) -> Vec<u8> {
+        if request.starts_with(b"GET ") {
+            response("200 OK", &self.shared.totals().prometheus())
+        } else {
+            response("405 Method Not Allowed", "only GET\n")
+        }
+    }
+
+    fn busy(&self) -> Vec<u8> {
+        response("503 Service Unavailable", "too many scrapers\n")
+    }
+}
+
+/// Starts serving on `addr`.
+pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<listen::Running> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    tracing::info!(%addr, "serving metrics");
+    listen::start(
+        "podwire-metrics",
+        listen::Listener::Tcp(mio::net::TcpListener::from_std(listener)),
+        Arc::new(Metrics { shared }),
+        LIMITS,
     )
 }
