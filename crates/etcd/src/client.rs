@@ -126,6 +126,23 @@ pub async fn connect(settings: &Settings, endpoint: &str) -> Result<Client, Erro
     .await
 }
 
+/// A client of the first member that answers.
+pub async fn connect_first(settings: &Settings) -> Result<Client, Error> {
+    let mut last = Error::Etcd("no endpoints".into());
+    for endpoint in &settings.endpoints {
+        let attempt = async {
+            let mut c = connect(settings, endpoint).await?;
+            deadline(TIMEOUT, async { Ok(c.status().await?) }).await?;
+            Ok::<_, Error>(c)
+        };
+        match attempt.await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Error::Etcd(format!("{endpoint}: {e}")),
+        }
+    }
+    Err(last)
+}
+
 /// The key just past every key that begins with `prefix`.
 fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();

@@ -19,6 +19,9 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod decode;
+pub mod ipam;
+#[cfg(feature = "client")]
+pub mod ipam_client;
 pub mod layout;
 pub mod settings;
 #[cfg(feature = "client")]

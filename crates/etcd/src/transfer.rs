@@ -367,7 +367,7 @@ fn keep_metadata(new: &str, old: &[u8]) -> Option<String> {
 pub fn import(settings: &Settings, text: &str, replace: bool) -> Result<Imported, ImportError> {
     let kvs = to_keys(text, &now_rfc3339())?;
     crate::source::block_on(async {
-        let mut c = first_member(settings).await?;
+        let mut c = client::connect_first(settings).await?;
         let mut existing: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let prefixes = [layout::RESOURCES.to_string(), layout::IPAM.to_string()];
         client::list(&mut c, &prefixes, None, |k, v| {
@@ -416,7 +416,7 @@ pub fn import(settings: &Settings, text: &str, replace: bool) -> Result<Imported
 /// The datastore's resources as YAML, with the values left out.
 pub fn export(settings: &Settings) -> Result<(String, Vec<(String, DecodeError)>), Error> {
     crate::source::block_on(async {
-        let mut c = first_member(settings).await?;
+        let mut c = client::connect_first(settings).await?;
         let mut kvs = Vec::new();
         client::list(&mut c, &client::prefixes(), None, |k, v| {
             kvs.push((k.to_string(), v.to_vec()));
@@ -424,23 +424,6 @@ pub fn export(settings: &Settings) -> Result<(String, Vec<(String, DecodeError)>
         .await?;
         Ok(to_yaml(&kvs))
     })?
-}
-
-/// A client of the first member that answers.
-async fn first_member(settings: &Settings) -> Result<etcd_client::Client, Error> {
-    let mut last = Error::Etcd("no endpoints".into());
-    for endpoint in &settings.endpoints {
-        let attempt = async {
-            let mut c = client::connect(settings, endpoint).await?;
-            client::deadline(client::TIMEOUT, async { Ok(c.status().await?) }).await?;
-            Ok::<_, Error>(c)
-        };
-        match attempt.await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Error::Etcd(format!("{endpoint}: {e}")),
-        }
-    }
-    Err(last)
 }
 
 #[cfg(test)]

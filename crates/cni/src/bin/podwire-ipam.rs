@@ -1,0 +1,99 @@
+//! `podwire-ipam`: a CNI IPAM plugin that allocates as calico-ipam does,
+//! on Calico's etcdv3 datastore (SPEC §11): ADD hands out one IPv4 address
+//! of a block affine to the node (claiming a block when none has room) to
+//! the handle `k8s-pod-network.<CNI_CONTAINERID>`; DEL releases what the
+//! handle holds (twice is fine); CHECK says whether it holds an address;
+//! VERSION, STATUS and GC as the specification has them.
+
+use std::io::{Read, Write};
+
+use podwire_cni::{Call, CniError, Command, NetConf, version_result};
+use podwire_etcd::ipam_client;
+use podwire_etcd::settings::Settings;
+use serde_json::{Value, json};
+
+fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+    if call.command == Command::Version {
+        let version = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| {
+                v.get("cniVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "1.1.0".into());
+        return Ok(Some(version_result(&version)));
+    }
+    let conf = NetConf::parse(stdin)?;
+    let endpoints: Vec<&str> = conf.etcd_endpoints.iter().map(String::as_str).collect();
+    let settings = Settings::plain(&endpoints);
+    let unreachable = |e: podwire_etcd::client::Error| {
+        CniError::again(
+            format!(
+                "the datastore at {} did not answer",
+                conf.etcd_endpoints.join(",")
+            ),
+            e.to_string(),
+        )
+    };
+    let handle = call.handle();
+    match call.command {
+        Command::Add => {
+            let node = conf.node();
+            let secondary = json!({
+                "namespace": call.arg("K8S_POD_NAMESPACE").unwrap_or(""),
+                "pod": call.arg("K8S_POD_NAME").unwrap_or(""),
+                "node": node,
+            });
+            let a = ipam_client::assign_blocking(&settings, &node, &handle, secondary)
+                .map_err(unreachable)?;
+            Ok(Some(json!({
+                "cniVersion": conf.cni_version,
+                "ips": [{ "address": format!("{}/32", a.address) }],
+            })))
+        }
+        Command::Del => {
+            ipam_client::release_blocking(&settings, &handle).map_err(unreachable)?;
+            Ok(None)
+        }
+        Command::Check => {
+            if ipam_client::holds_blocking(&settings, &handle).map_err(unreachable)? {
+                Ok(None)
+            } else {
+                Err(CniError {
+                    code: 999,
+                    msg: format!("{handle} holds no address"),
+                    details: String::new(),
+                })
+            }
+        }
+        // Nothing to report for STATUS beyond being able to parse the
+        // configuration; GC's stale attachments are released by DEL.
+        Command::Status | Command::Gc | Command::Version => Ok(None),
+    }
+}
+
+fn main() {
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let version = serde_json::from_slice::<Value>(&stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "1.0.0".into());
+    let result = Call::from_env(|k| std::env::var(k).ok()).and_then(|call| run(&call, &stdin));
+    let mut out = std::io::stdout();
+    match result {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(out, "{}", e.to_json(&version));
+            std::process::exit(1);
+        }
+    }
+}
