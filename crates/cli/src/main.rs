@@ -230,6 +230,14 @@ struct NodeArgs {
     /// The underlay MTU [default: read from the device, else 1500].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(68..))]
     underlay_mtu: Option<u16>,
+    /// With the etcdv3 datastore, `run` does calico-node's start-up: it
+    /// writes this node's Node resource with this address (`IP/LEN`), or
+    /// `autodetect`ed from the underlay device (else the default route's);
+    /// [default: the address the Node has, else autodetected]. It also
+    /// allocates the node's tunnel addresses from IPAM for its pools'
+    /// overlays.
+    #[arg(long, value_name = "IP/LEN|autodetect")]
+    node_ip: Option<String>,
 }
 
 /// Calico's etcdv3 datastore; each flag overrides the environment variable
@@ -329,11 +337,74 @@ fn source_for(args: &NodeArgs) -> Result<Box<dyn config::ConfigSource>, String> 
         Ok(Datastore::File) => Ok(Box::new(config::FileSource::new(
             args.config.clone().unwrap_or_default(),
         ))),
-        Ok(Datastore::Etcd(s)) => source::EtcdSource::new(s, args.node.clone())
-            .map(|s| Box::new(s) as Box<dyn config::ConfigSource>)
-            .map_err(|e| format!("cannot start the etcd client's thread: {e}")),
+        Ok(Datastore::Etcd(s)) => {
+            node_startup(&s, args)?;
+            source::EtcdSource::new(s, args.node.clone())
+                .map(|s| Box::new(s) as Box<dyn config::ConfigSource>)
+                .map_err(|e| format!("cannot start the etcd client's thread: {e}"))
+        }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// calico-node's start-up on this node (SPEC §11): its Node resource with
+/// its address and tunnel addresses.
+fn node_startup(s: &settings::Settings, args: &NodeArgs) -> Result<(), String> {
+    let found = autodetect(args.underlay.as_deref());
+    let address = match args.node_ip.as_deref() {
+        None => None,
+        Some("autodetect") => Some(found.ok_or(
+            "--node-ip autodetect: no global IPv4 address on the underlay device or the default route's",
+        )?),
+        Some(cidr) => Some(
+            cidr.parse()
+                .map_err(|e| format!("--node-ip {cidr:?}: {e} (expected IP/LEN or autodetect)"))?,
+        ),
+    };
+    let mac = podwire::table::vtep_mac_for(&args.node).to_string();
+    let done = podwire_etcd::startup::start_blocking(s, &args.node, address, found, &mac)
+        .map_err(|e| format!("node start-up on {}: {e}", s.describe()))?;
+    if done.created {
+        tracing::info!(node = %args.node, changes = ?done.changes, "created this node's Node resource");
+    } else if !done.changes.is_empty() {
+        tracing::info!(node = %args.node, changes = ?done.changes, "updated this node's Node resource");
+    }
+    Ok(())
+}
+
+/// The node's address as calico-node's `IP=autodetect` finds it: the
+/// first global IPv4 address (with its prefix length) of `underlay`, else
+/// of the default route's device, else of any device.
+fn autodetect(underlay: Option<&str>) -> Option<ipnetwork::Ipv4Network> {
+    let ip = |args: &[&str]| -> String {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let first = |text: String| -> Option<ipnetwork::Ipv4Network> {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|&x| x == "inet")?;
+            w.next()?.parse().ok()
+        })
+    };
+    let default_dev = ip(&["-4", "-o", "route", "show", "default"])
+        .split_whitespace()
+        .skip_while(|&w| w != "dev")
+        .nth(1)
+        .map(str::to_string);
+    underlay
+        .map(str::to_string)
+        .into_iter()
+        .chain(default_dev)
+        .find_map(|d| {
+            first(ip(&[
+                "-4", "-o", "addr", "show", "dev", &d, "scope", "global",
+            ]))
+        })
+        .or_else(|| first(ip(&["-4", "-o", "addr", "show", "scope", "global"])))
 }
 
 /// `podwire datastore import` and `export`.

@@ -706,3 +706,98 @@ fn routes_of(report: &str) -> String {
         .trim_start_matches("# routes\n")
         .to_string()
 }
+
+/// calico-node's start-up, done by podwire (SPEC §11): a datastore that
+/// holds nothing but a VXLAN pool; two nodes start podwire on it. Each
+/// writes its own Node — its address autodetected from its underlay, a
+/// VXLAN tunnel address from IPAM (handle `vxlan-tunnel-addr-<node>`, in a
+/// block it claimed), its VTEP MAC — and each routes to the other's block
+/// through the other's tunnel address, from its watch. A restart changes
+/// nothing (the Node is right already).
+#[test]
+fn a_cluster_of_podwire_nodes_needs_only_its_pools() {
+    if !root_or_skip("a_cluster_of_podwire_nodes_needs_only_its_pools") {
+        return;
+    }
+    let mut t = testbed("vxlan", &[], &["n1", "n2"]);
+    let ens = t.lab.netns("etcd");
+    t.lab
+        .attach(&t.sw, "br0", &ens, "eth0", &format!("{ETCD_IP}/24"));
+    let m = etcd::cluster(&mut t.lab, &[(&ens, ETCD_IP)]).remove(0);
+    ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &[
+            "put",
+            "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.2.0.0/16","blockSize":26,"vxlanMode":"Always","ipipMode":"Never","natOutgoing":true}}"#,
+        ],
+    );
+    let nodes = t.nodes.clone();
+    let mut controls = Vec::new();
+    for (ns, host) in nodes.iter().zip(&NODES) {
+        controls.push(t.lab.podwire_etcd(ns, &m.url, host.name, &[]));
+    }
+    let node = |lab: &common::Lab, name: &str| -> serde_json::Value {
+        let v = ctl(
+            lab,
+            &ens,
+            &m.url,
+            &[
+                "get",
+                "--print-value-only",
+                &format!("/calico/resources/v3/projectcalico.org/nodes/{name}"),
+            ],
+        );
+        serde_json::from_str(v.trim()).unwrap_or_else(|e| panic!("{name}: {e}: {v:?}"))
+    };
+    let mut tunnels = Vec::new();
+    for host in &NODES[..2] {
+        let v = node(&t.lab, host.name);
+        assert_eq!(
+            v["spec"]["bgp"]["ipv4Address"],
+            format!("{}/24", host.ip),
+            "{v}"
+        );
+        assert_eq!(
+            v["spec"]["vxlanTunnelMACAddr"],
+            podwire::table::vtep_mac_for(host.name).to_string(),
+            "{v}"
+        );
+        let tunnel: std::net::Ipv4Addr = v["spec"]["ipv4VXLANTunnelAddr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{v}"));
+        // Its handle, as calico-node names it.
+        let h = ctl(
+            &t.lab,
+            &ens,
+            &m.url,
+            &[
+                "get",
+                "--print-value-only",
+                &format!("/calico/ipam/v2/handle/vxlan-tunnel-addr-{}", host.name),
+            ],
+        );
+        assert!(h.contains("\"handleID\""), "{h}");
+        tunnels.push(tunnel);
+    }
+    assert_ne!(tunnels[0], tunnels[1]);
+    // Each routes to the other's block through the other's tunnel address
+    // (the tunnel address is the first of the block the node claimed).
+    for (i, control) in controls.iter().enumerate() {
+        let other = tunnels[1 - i];
+        let want = format!("/26 via {other} dev vxlan.calico onlink");
+        until(&t, control, "routes", "the other node's block", |r| {
+            r.contains(&want)
+        });
+    }
+    // A restart: the Node is as it should be, nothing is written.
+    let before = node(&t.lab, "k8s-node1");
+    assert!(t.lab.stop("k8s-node1").success());
+    controls[0] = t.lab.podwire_etcd(&nodes[0], &m.url, "k8s-node1", &[]);
+    assert_eq!(node(&t.lab, "k8s-node1"), before);
+    let log = t.lab.log("k8s-node1");
+    assert!(!log.contains("updated this node's Node resource"), "{log}");
+}

@@ -26,6 +26,8 @@ pub mod layout;
 pub mod settings;
 #[cfg(feature = "client")]
 pub mod source;
+#[cfg(feature = "client")]
+pub mod startup;
 pub mod store;
 #[cfg(feature = "client")]
 pub mod transfer;

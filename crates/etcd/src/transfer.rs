@@ -148,7 +148,7 @@ fn resource(v: &Value, plural: &str, doc: usize, now: &str) -> Result<(String, V
 }
 
 /// A stable UID of the form Kubernetes uses, from what names the resource.
-fn uid(plural: &str, name: &str, doc: usize) -> String {
+pub(crate) fn uid(plural: &str, name: &str, doc: usize) -> String {
     use std::hash::{Hash, Hasher};
     let mut words = [0u64; 2];
     for (i, w) in words.iter_mut().enumerate() {
