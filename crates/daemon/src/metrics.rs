@@ -1,4 +1,5 @@
-//! `--metrics ADDR`: the counters in the Prometheus text format, over
+//! `--metrics ADDR`: the counters in the OpenMetrics text format
+//! (prometheus-client's encoder; Prometheus reads it), over
 //! HTTP/1.0 (as Felix serves its own on port 9091), many clients at once
 //! on threads of their own (`listen`: an idle or slow scraper delays no
 //! other). Every GET gets the metrics; nothing else is served.
@@ -22,9 +23,13 @@ struct Metrics {
     shared: Arc<Shared>,
 }
 
-fn response(status: &str, body: &str) -> Vec<u8> {
+/// OpenMetrics' media type (what prometheus-client encodes; Prometheus
+/// reads it).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -37,14 +42,18 @@ impl listen::Service for Metrics {
 
     fn answer(&self, request: &[u8]) -> Vec<u8> {
         if request.starts_with(b"GET ") {
-            response("200 OK", &self.shared.totals().prometheus())
+            response("200 OK", OPENMETRICS, &self.shared.totals().prometheus())
         } else {
-            response("405 Method Not Allowed", "only GET\n")
+            response("405 Method Not Allowed", "text/plain", "only GET\n")
         }
     }
 
     fn busy(&self) -> Vec<u8> {
-        response("503 Service Unavailable", "too many scrapers\n")
+        response(
+            "503 Service Unavailable",
+            "text/plain",
+            "too many scrapers\n",
+        )
     }
 }
 

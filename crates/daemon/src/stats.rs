@@ -408,166 +408,181 @@ impl Totals {
         s
     }
 
-    /// The Prometheus text exposition format.
+    /// The counters in the OpenMetrics text format (which Prometheus
+    /// reads), encoded by prometheus-client from a registry made for this
+    /// scrape: the counters live in the workers' atomics, the registry only
+    /// carries their values.
     pub fn prometheus(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# HELP podwire_packets_total Packets through the dataplane, by mode and direction."
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        use prometheus_client::registry::Registry;
+
+        type Labels = Vec<(&'static str, String)>;
+        let mut r = Registry::default();
+        let counters = |r: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>| {
+            let f = Family::<Labels, Counter>::default();
+            for (labels, v) in values {
+                f.get_or_create(&labels).inc_by(v);
+            }
+            r.register(name, help, f);
+        };
+        let direction =
+            |mode: &str, d: &str| vec![("mode", mode.to_string()), ("direction", d.to_string())];
+        counters(
+            &mut r,
+            "podwire_packets",
+            "Packets through the dataplane, by mode and direction",
+            self.modes
+                .iter()
+                .flat_map(|(name, m)| {
+                    [
+                        (direction(name, "tx"), m.tx.packets),
+                        (direction(name, "rx"), m.rx.packets),
+                    ]
+                })
+                .collect(),
         );
-        let _ = writeln!(s, "# TYPE podwire_packets_total counter");
-        for (name, m) in &self.modes {
-            let _ = writeln!(
-                s,
-                "podwire_packets_total{{mode=\"{name}\",direction=\"tx\"}} {}",
-                m.tx.packets
-            );
-            let _ = writeln!(
-                s,
-                "podwire_packets_total{{mode=\"{name}\",direction=\"rx\"}} {}",
-                m.rx.packets
-            );
+        counters(
+            &mut r,
+            "podwire_bytes",
+            "Bytes through the dataplane, by mode and direction",
+            self.modes
+                .iter()
+                .flat_map(|(name, m)| {
+                    [
+                        (direction(name, "tx"), m.tx.bytes),
+                        (direction(name, "rx"), m.rx.bytes),
+                    ]
+                })
+                .collect(),
+        );
+        counters(
+            &mut r,
+            "podwire_drops",
+            "Packets dropped, by reason",
+            self.drops
+                .iter()
+                .map(|(name, n)| (vec![("reason", name.to_string())], *n))
+                .collect(),
+        );
+        let endpoint = |e: &EndpointTotals, d: &str| {
+            vec![
+                ("interface", e.interface.clone()),
+                ("direction", d.to_string()),
+            ]
+        };
+        counters(
+            &mut r,
+            "podwire_endpoint_packets",
+            "Packets from and to each workload endpoint",
+            self.endpoints
+                .iter()
+                .flat_map(|e| {
+                    [
+                        (endpoint(e, "from_workload"), e.from_workload.packets),
+                        (endpoint(e, "to_workload"), e.to_workload.packets),
+                    ]
+                })
+                .collect(),
+        );
+        counters(
+            &mut r,
+            "podwire_endpoint_bytes",
+            "Bytes from and to each workload endpoint",
+            self.endpoints
+                .iter()
+                .flat_map(|e| {
+                    [
+                        (endpoint(e, "from_workload"), e.from_workload.bytes),
+                        (endpoint(e, "to_workload"), e.to_workload.bytes),
+                    ]
+                })
+                .collect(),
+        );
+        for (name, help, v) in [
+            ("podwire_batches", "Batches of packets read", self.batches),
+            (
+                "podwire_batch_packets",
+                "Packets in those batches",
+                self.batch_packets,
+            ),
+            (
+                "podwire_syscalls",
+                "System calls that moved packets",
+                self.syscalls,
+            ),
+        ] {
+            counters(&mut r, name, help, vec![(Vec::new(), v)]);
         }
-        let _ = writeln!(
-            s,
-            "# HELP podwire_bytes_total Bytes through the dataplane, by mode and direction."
-        );
-        let _ = writeln!(s, "# TYPE podwire_bytes_total counter");
-        for (name, m) in &self.modes {
-            let _ = writeln!(
-                s,
-                "podwire_bytes_total{{mode=\"{name}\",direction=\"tx\"}} {}",
-                m.tx.bytes
-            );
-            let _ = writeln!(
-                s,
-                "podwire_bytes_total{{mode=\"{name}\",direction=\"rx\"}} {}",
-                m.rx.bytes
-            );
-        }
-        let _ = writeln!(s, "# HELP podwire_drops_total Packets dropped, by reason.");
-        let _ = writeln!(s, "# TYPE podwire_drops_total counter");
-        for (name, n) in &self.drops {
-            let _ = writeln!(s, "podwire_drops_total{{reason=\"{name}\"}} {n}");
-        }
-        let _ = writeln!(
-            s,
-            "# HELP podwire_endpoint_packets_total Packets from and to each workload endpoint."
-        );
-        let _ = writeln!(s, "# TYPE podwire_endpoint_packets_total counter");
-        for e in &self.endpoints {
-            let _ = writeln!(
-                s,
-                "podwire_endpoint_packets_total{{interface=\"{}\",direction=\"from_workload\"}} {}",
-                e.interface, e.from_workload.packets
-            );
-            let _ = writeln!(
-                s,
-                "podwire_endpoint_packets_total{{interface=\"{}\",direction=\"to_workload\"}} {}",
-                e.interface, e.to_workload.packets
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP podwire_endpoint_bytes_total Bytes from and to each workload endpoint."
-        );
-        let _ = writeln!(s, "# TYPE podwire_endpoint_bytes_total counter");
-        for e in &self.endpoints {
-            let _ = writeln!(
-                s,
-                "podwire_endpoint_bytes_total{{interface=\"{}\",direction=\"from_workload\"}} {}",
-                e.interface, e.from_workload.bytes
-            );
-            let _ = writeln!(
-                s,
-                "podwire_endpoint_bytes_total{{interface=\"{}\",direction=\"to_workload\"}} {}",
-                e.interface, e.to_workload.bytes
-            );
-        }
-        let _ = writeln!(s, "# HELP podwire_batches_total Batches of packets read.");
-        let _ = writeln!(s, "# TYPE podwire_batches_total counter");
-        let _ = writeln!(s, "podwire_batches_total {}", self.batches);
-        let _ = writeln!(
-            s,
-            "# HELP podwire_batch_packets_total Packets in those batches."
-        );
-        let _ = writeln!(s, "# TYPE podwire_batch_packets_total counter");
-        let _ = writeln!(s, "podwire_batch_packets_total {}", self.batch_packets);
-        let _ = writeln!(
-            s,
-            "# HELP podwire_syscalls_total System calls that moved packets."
-        );
-        let _ = writeln!(s, "# TYPE podwire_syscalls_total counter");
-        let _ = writeln!(s, "podwire_syscalls_total {}", self.syscalls);
-        let _ = writeln!(
-            s,
-            "# HELP podwire_reloads_total Configuration reloads, by result."
-        );
-        let _ = writeln!(s, "# TYPE podwire_reloads_total counter");
-        let _ = writeln!(
-            s,
-            "podwire_reloads_total{{result=\"applied\"}} {}",
-            self.reloads
-        );
-        let _ = writeln!(
-            s,
-            "podwire_reloads_total{{result=\"rejected\"}} {}",
-            self.reloads_rejected
+        counters(
+            &mut r,
+            "podwire_reloads",
+            "Configuration reloads, by result",
+            vec![
+                (vec![("result", "applied".to_string())], self.reloads),
+                (
+                    vec![("result", "rejected".to_string())],
+                    self.reloads_rejected,
+                ),
+            ],
         );
         if let Some(d) = &self.datastore {
-            let gauges: [(&str, &str, i64); 3] = [
+            let kind = || vec![("kind", d.kind.to_string())];
+            for (name, help, v) in [
                 (
                     "connected",
-                    "1 while connected to a datastore member.",
+                    "1 while connected to a datastore member",
                     i64::from(d.connected),
                 ),
                 (
                     "in_sync",
-                    "1 while the tables are those of the datastore's last read and its watch runs.",
+                    "1 while the tables are those of the datastore's last read and its watch runs",
                     i64::from(d.in_sync),
                 ),
                 (
                     "revision",
-                    "The datastore revision of the resources held.",
+                    "The datastore revision of the resources held",
                     d.revision,
                 ),
-            ];
-            for (name, help, v) in gauges {
-                let _ = writeln!(s, "# HELP podwire_datastore_{name} {help}");
-                let _ = writeln!(s, "# TYPE podwire_datastore_{name} gauge");
-                let _ = writeln!(s, "podwire_datastore_{name}{{kind=\"{}\"}} {v}", d.kind);
+            ] {
+                let f = Family::<Labels, Gauge>::default();
+                f.get_or_create(&kind()).set(v);
+                r.register(format!("podwire_datastore_{name}"), help, f);
             }
-            let counters: [(&str, &str, u64); 4] = [
+            for (name, help, v) in [
                 (
                     "events",
-                    "Changes received from the datastore's watch.",
+                    "Changes received from the datastore's watch",
                     d.events,
                 ),
                 (
                     "relists",
-                    "Full reads of the datastore after the first.",
+                    "Full reads of the datastore after the first",
                     d.relists,
                 ),
                 (
                     "values_rejected",
-                    "Datastore values left out because they do not parse or validate.",
+                    "Datastore values left out because they do not parse or validate",
                     d.values_rejected,
                 ),
                 (
                     "connect_failures",
-                    "Failed attempts to reach a datastore member.",
+                    "Failed attempts to reach a datastore member",
                     d.connect_failures,
                 ),
-            ];
-            for (name, help, v) in counters {
-                let _ = writeln!(s, "# HELP podwire_datastore_{name}_total {help}");
-                let _ = writeln!(s, "# TYPE podwire_datastore_{name}_total counter");
-                let _ = writeln!(
-                    s,
-                    "podwire_datastore_{name}_total{{kind=\"{}\"}} {v}",
-                    d.kind
+            ] {
+                counters(
+                    &mut r,
+                    &format!("podwire_datastore_{name}"),
+                    help,
+                    vec![(kind(), v)],
                 );
             }
+        }
+        let mut s = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut s, &r) {
+            tracing::warn!("cannot encode the metrics: {e}");
         }
         s
     }
@@ -612,6 +627,9 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("podwire_packets_total{mode=\"vxlan\",direction=\"tx\"} 2\n"));
+        // OpenMetrics: the family's type line, and the end marker.
+        assert!(p.contains("# TYPE podwire_drops counter\n"), "{p}");
+        assert!(p.ends_with("# EOF\n"), "{p}");
         assert!(t.text().contains("  unknown-peer         3\n"));
     }
 }
