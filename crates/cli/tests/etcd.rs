@@ -720,20 +720,7 @@ fn a_cluster_of_podwire_nodes_needs_only_its_pools() {
         return;
     }
     let mut t = testbed("vxlan", &[], &["n1", "n2"]);
-    let ens = t.lab.netns("etcd");
-    t.lab
-        .attach(&t.sw, "br0", &ens, "eth0", &format!("{ETCD_IP}/24"));
-    let m = etcd::cluster(&mut t.lab, &[(&ens, ETCD_IP)]).remove(0);
-    ctl(
-        &t.lab,
-        &ens,
-        &m.url,
-        &[
-            "put",
-            "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
-            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.2.0.0/16","blockSize":26,"vxlanMode":"Always","ipipMode":"Never","natOutgoing":true}}"#,
-        ],
-    );
+    let (ens, m) = etcd::with_only_a_pool(&mut t);
     let nodes = t.nodes.clone();
     let mut controls = Vec::new();
     for (ns, host) in nodes.iter().zip(&NODES) {

@@ -191,6 +191,28 @@ impl NetConf {
     }
 }
 
+/// The host-side name Calico gives a pod's interface, which is the
+/// WorkloadEndpoint's `interfaceName`: `cali` and the first 11 hex digits
+/// of the SHA-1 of `<namespace>.<pod>` (libcalico-go's
+/// `VethNameForWorkload`).
+pub fn interface_name(namespace: &str, pod: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let d = Sha1::digest(format!("{namespace}.{pod}").as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("cali{}", &hex[..11])
+}
+
+/// One request to the daemon's control socket at `path`; its answer.
+pub fn ask_daemon(path: &std::path::Path, request: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    s.write_all(format!("{request}\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 /// `VERSION`'s answer.
 pub fn version_result(cni_version: &str) -> Value {
     json!({ "cniVersion": cni_version, "supportedVersions": SUPPORTED })
@@ -244,6 +266,10 @@ mod tests {
                 .code,
             1
         );
+        // 11 hex digits after `cali`: 15 bytes, a valid device name.
+        let n = interface_name("default", "web-0");
+        assert!(n.starts_with("cali") && n.len() == 15, "{n}");
+        assert_ne!(n, interface_name("default", "web-1"));
         let e = CniError::again("etcd unreachable", "x").to_json("1.0.0");
         assert_eq!(e["code"], 11);
         assert_eq!(e["msg"], "etcd unreachable");

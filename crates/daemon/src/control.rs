@@ -47,6 +47,13 @@ impl listen::Service for Control {
     }
 
     fn answer(&self, request: &[u8]) -> Vec<u8> {
+        let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+        if let Some(a) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| super::attach::answer(&self.daemon, l))
+        {
+            return a.into_bytes();
+        }
         let shared = self.daemon.shared();
         let snap = shared.snapshot.load();
         respond(request, &snap.tables, || shared.totals()).into_bytes()

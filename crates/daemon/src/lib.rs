@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attach;
 mod blackhole;
 pub mod control;
 mod error;
@@ -131,6 +132,9 @@ pub struct Shared {
     pub host: Option<host::HostPath>,
     /// The local blocks' blackhole routes in the node's kernel.
     pub blackholes: blackhole::Blackholes,
+    /// Devices a CNI ADD made (`attach`), by interface, until the
+    /// snapshot with their endpoint takes them.
+    pub pending: std::sync::Mutex<HashMap<String, Vec<TunQueue>>>,
 }
 
 impl Shared {
@@ -450,6 +454,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         source_status: source.status(),
         host,
         blackholes,
+        pending: std::sync::Mutex::new(HashMap::new()),
     });
     let refresher = neigh::start_refresher(Arc::clone(&shared))
         .map_err(StartError::thread("neighbour refresher"))?;

@@ -10,7 +10,6 @@
 //! source says it has a change (a datastore watch); the source gives each
 //! change once, so a write followed by SIGHUP is one reload.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -76,14 +75,21 @@ impl Daemon {
                 new_port: tables.vxlan().port,
             });
         }
+        // Devices a CNI ADD made are taken by their endpoint's snapshot.
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let snap = snapshot(
             tables,
             old.generation + 1,
             self.wakers.len(),
             self.opts.tun_offload,
             Some(&old),
-            &mut HashMap::new(),
+            &mut pending,
         )?;
+        drop(pending);
         let (routes, endpoints) = (snap.tables.routes().len(), snap.endpoints.len());
         let generation = snap.generation;
         self.shared.snapshot.store(Arc::new(snap));

@@ -101,6 +101,7 @@ impl Harness {
             source_status: None,
             host: None,
             blackholes: crate::blackhole::Blackholes::new(),
+            pending: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let (vx, vxlan_in) = mock::rx().unwrap();
         let (ip, ipip_in) = mock::rx().unwrap();

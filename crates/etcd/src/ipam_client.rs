@@ -282,3 +282,22 @@ pub fn holds_blocking(settings: &Settings, handle: &str) -> Result<bool, Error> 
         Ok(get(&mut c, &layout::handle_key(handle)).await?.is_some())
     })?
 }
+
+/// Writes `value` under `key` (a WorkloadEndpoint a CNI ADD made),
+/// blocking.
+pub fn put_blocking(settings: &Settings, key: &str, value: &str) -> Result<(), Error> {
+    crate::source::block_on(async {
+        let mut c = crate::client::connect_first(settings).await?;
+        deadline(TIMEOUT, async { Ok(c.put(key, value, None).await?) }).await?;
+        Ok(())
+    })?
+}
+
+/// Deletes `key`; a key that is not there is not an error. Blocking.
+pub fn delete_blocking(settings: &Settings, key: &str) -> Result<(), Error> {
+    crate::source::block_on(async {
+        let mut c = crate::client::connect_first(settings).await?;
+        deadline(TIMEOUT, async { Ok(c.delete(key, None).await?) }).await?;
+        Ok(())
+    })?
+}

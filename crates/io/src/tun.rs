@@ -183,9 +183,18 @@ pub fn attach_in(
         }
         create(name, mtu, queues, offload).map(Some)
     };
-    let Some(path) = netns else {
-        return attach();
-    };
+    match netns {
+        None => attach(),
+        Some(path) => in_netns(path, attach),
+    }
+}
+
+/// Runs `f` on a short-lived thread that entered the network namespace at
+/// `path` (`setns`, which needs `CAP_SYS_ADMIN`).
+fn in_netns<T: Send>(
+    path: &std::path::Path,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     let ns = std::fs::File::open(path)?;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -194,10 +203,34 @@ pub fn attach_in(
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
                 return Err(io::Error::last_os_error());
             }
-            attach()
+            f()
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("attach thread panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Creates TUN device `name` as [`create`] does, inside the network
+/// namespace at `netns` (a pod's, as a CNI runtime names it); the queues
+/// then work from any thread. Fails when a device of that name is there.
+pub fn create_in(
+    netns: &std::path::Path,
+    name: &str,
+    mtu: u16,
+    queues: usize,
+    offload: bool,
+) -> io::Result<Vec<TunQueue>> {
+    in_netns(netns, || {
+        let cname = std::ffi::CString::new(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `cname` is a valid NUL-terminated string for the call.
+        if unsafe { libc::if_nametoindex(cname.as_ptr()) } != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("a device {name} exists in that namespace"),
+            ));
+        }
+        create(name, mtu, queues, offload)
     })
 }
 

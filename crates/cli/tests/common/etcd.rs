@@ -49,3 +49,27 @@ pub fn cluster_tls(
 ) -> Vec<Member> {
     ok(podwire_lab::etcd::cluster_with(lab, members, Some(tls)))
 }
+
+/// The etcd member's address on a testbed's underlay.
+pub const UNDERLAY_IP: &str = "192.168.33.250";
+
+/// One etcd member on `t`'s switch holding nothing but a VXLAN pool
+/// `10.2.0.0/16` (blocks of /26, natOutgoing): what a cluster of podwire
+/// nodes needs, since each node writes itself at start.
+pub fn with_only_a_pool(t: &mut super::Testbed) -> (String, Member) {
+    let ens = t.lab.netns("etcd");
+    t.lab
+        .attach(&t.sw, "br0", &ens, "eth0", &format!("{UNDERLAY_IP}/24"));
+    let m = cluster(&mut t.lab, &[(&ens, UNDERLAY_IP)]).remove(0);
+    ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &[
+            "put",
+            "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.2.0.0/16","blockSize":26,"vxlanMode":"Always","ipipMode":"Never","natOutgoing":true}}"#,
+        ],
+    );
+    (ens, m)
+}

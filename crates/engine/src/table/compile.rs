@@ -285,6 +285,7 @@ pub fn compile_with(
             cidr: p.cidr,
             nat_outgoing: p.nat_outgoing,
             disabled: p.disabled,
+            mtu: pool_mtu(Some(p), mtu),
         });
     }
     if let Some(interface) = host {

@@ -120,6 +120,8 @@ pub struct PoolNet {
     pub nat_outgoing: bool,
     /// `spec.disabled`.
     pub disabled: bool,
+    /// The MTU of a workload in it (its mode's).
+    pub mtu: u16,
 }
 
 /// A permanent neighbour (ARP) entry on `vxlan.calico`.

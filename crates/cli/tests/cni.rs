@@ -1,0 +1,150 @@
+//! `podwire-cni` driven as a container runtime drives a CNI plugin
+//! (`CNI_*` in the environment, the network configuration on stdin), on
+//! two podwire nodes whose datastore held only a pool: ADD on each node
+//! makes the pod's `eth0` inside its namespace (through the daemon),
+//! writes the WorkloadEndpoint, and the pods ping across nodes; DEL twice
+//! leaves nothing (device, endpoint, allocation).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::etcd::{self, ctl};
+use common::{Lab, NODES, PODWIRE, ping, root_or_skip, testbed};
+use serde_json::Value;
+
+fn plugin() -> PathBuf {
+    Path::new(PODWIRE).with_file_name("podwire-cni")
+}
+
+/// Runs the plugin in node namespace `node_ns` with `command` for pod
+/// `pod` (container id `pod`, namespace `netns`); returns success and stdout.
+fn cni(
+    lab: &Lab,
+    node_ns: &str,
+    command: &str,
+    pod: &str,
+    netns: &str,
+    conf: &Path,
+) -> (bool, String) {
+    let script = format!(
+        "CNI_COMMAND={command} CNI_CONTAINERID={pod} CNI_NETNS={netns} CNI_IFNAME=eth0 \
+         CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}' CNI_PATH={} \
+         exec {} < {}",
+        plugin().parent().unwrap().display(),
+        plugin().display(),
+        conf.display()
+    );
+    let out = lab.exec(node_ns, &["sh", "-c", &script]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
+    if !root_or_skip("cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing") {
+        return;
+    }
+    assert!(plugin().is_file(), "{} not built", plugin().display());
+    let mut t = testbed("vxlan", &[], &["n1", "n2"]);
+    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let nodes = t.nodes.clone();
+    let mut controls = Vec::new();
+    for (ns, host) in nodes.iter().zip(&NODES) {
+        controls.push(t.lab.podwire_etcd(ns, &m.url, host.name, &[]));
+    }
+    let mut pods = Vec::new();
+    for (i, host) in NODES[..2].iter().enumerate() {
+        let conf = t.lab.file(
+            &format!("{}.conflist", host.name),
+            &format!(
+                r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"podwire-cni","nodename":"{}","datastore_type":"etcdv3","etcd_endpoints":"{}","mtu":0,"podwire_control":"{}","ipam":{{"type":"podwire-ipam"}}}}"#,
+                host.name,
+                m.url,
+                controls[i].display()
+            ),
+        );
+        let pod = format!("web-{i}");
+        let netns = t.lab.netns(&format!("pod{i}"));
+        let path = format!("/var/run/netns/{netns}");
+        let (ok, out) = cni(&t.lab, &nodes[i], "ADD", &pod, &path, &conf);
+        assert!(ok, "ADD on {}: {out}\n{}", host.name, t.lab.log(host.name));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["interfaces"][0]["name"], "eth0", "{v}");
+        assert_eq!(v["interfaces"][0]["sandbox"], path, "{v}");
+        assert_eq!(v["routes"][0]["gw"], "169.254.1.1", "{v}");
+        let ip = v["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/32")
+            .to_string();
+        // The device is in the pod, with Calico's routes.
+        let routes = t.lab.ip(&netns, &["-4", "route", "show"]);
+        assert!(
+            routes.contains("default via 169.254.1.1 dev eth0")
+                && routes.contains("169.254.1.1 dev eth0 scope link"),
+            "{routes}"
+        );
+        pods.push((netns, ip, conf, path, pod));
+    }
+    // Across nodes, once each node has the other's endpoint.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !t
+        .lab
+        .exec(&pods[0].0, &["ping", "-c", "1", "-W", "1", &pods[1].1])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pods never reached each other"
+        );
+    }
+    ping(&t.lab, &pods[0].0, &pods[1].1, 3);
+    ping(&t.lab, &pods[1].0, &pods[0].1, 3);
+    // The WorkloadEndpoint, in Calico's layout.
+    let key = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/k8s--node1-k8s-web--0-eth0";
+    let wep = ctl(&t.lab, &ens, &m.url, &["get", "--print-value-only", key]);
+    let wep: Value = serde_json::from_str(wep.trim()).unwrap_or_else(|e| panic!("{e}: {wep:?}"));
+    assert_eq!(wep["spec"]["ipNetworks"][0], format!("{}/32", pods[0].1));
+    assert_eq!(wep["spec"]["containerID"], "web-0");
+    // DEL, twice (the second as a runtime sends it: no namespace).
+    let (netns, _, conf, path, pod) = &pods[0];
+    assert_eq!(
+        cni(&t.lab, &nodes[0], "DEL", pod, path, conf),
+        (true, String::new())
+    );
+    assert_eq!(
+        cni(&t.lab, &nodes[0], "DEL", pod, "", conf),
+        (true, String::new())
+    );
+    let gone = ctl(&t.lab, &ens, &m.url, &["get", "--keys-only", key]);
+    assert!(gone.trim().is_empty(), "{gone}");
+    let handle = ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &[
+            "get",
+            "--keys-only",
+            "/calico/ipam/v2/handle/k8s-pod-network.web-0",
+        ],
+    );
+    assert!(handle.trim().is_empty(), "{handle}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t
+        .lab
+        .exec(netns, &["ip", "link", "show", "eth0"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pod's device outlived its DEL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
