@@ -111,6 +111,70 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
     let wep: Value = serde_json::from_str(wep.trim()).unwrap_or_else(|e| panic!("{e}: {wep:?}"));
     assert_eq!(wep["spec"]["ipNetworks"][0], format!("{}/32", pods[0].1));
     assert_eq!(wep["spec"]["containerID"], "web-0");
+    // Another IPAM plugin, delegated to by the CNI convention: Debian's
+    // host-local, with a range of the pool that no block of podwire-ipam's
+    // covers (10.2.250.0/24). Its node routes to it (the endpoint's /32);
+    // other nodes do not, as no IPAM block says where it is (a Calico
+    // node's routes come from the blocks too).
+    let host_local = Path::new(HOST_LOCAL);
+    assert!(
+        host_local.is_file(),
+        "{HOST_LOCAL}: install containernetworking-plugins"
+    );
+    let store = t.lab.dir.join("host-local");
+    let conf = t.lab.file(
+        "host-local.conflist",
+        &format!(
+            r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"podwire-cni","nodename":"k8s-node1","datastore_type":"etcdv3","etcd_endpoints":"{}","podwire_control":"{}","ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.2.250.0/24"}}]],"dataDir":"{}"}}}}"#,
+            m.url,
+            controls[0].display(),
+            store.display()
+        ),
+    );
+    let netns = t.lab.netns("pod9");
+    let path = format!("/var/run/netns/{netns}");
+    let script = |command: &str, netns: &str| {
+        format!(
+            "CNI_COMMAND={command} CNI_CONTAINERID=hl CNI_NETNS={netns} CNI_IFNAME=eth0 \
+             CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=hl' CNI_PATH={}:{} exec {} < {}",
+            host_local.parent().unwrap().display(),
+            plugin().parent().unwrap().display(),
+            plugin().display(),
+            conf.display()
+        )
+    };
+    let out = t.lab.exec(&nodes[0], &["sh", "-c", &script("ADD", &path)]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let ip = v["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/32")
+        .to_string();
+    assert!(ip.starts_with("10.2.250."), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !t
+        .lab
+        .exec(&pods[0].0, &["ping", "-c", "1", "-W", "1", &ip])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the host-local pod never answered"
+        );
+    }
+    // host-local's own record of the lease, then its release on DEL.
+    let lease = store.join("k8s-pod-network").join(&ip);
+    assert!(lease.exists(), "{}", lease.display());
+    let out = t.lab.exec(&nodes[0], &["sh", "-c", &script("DEL", "")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!lease.exists(), "host-local kept {}", lease.display());
     // DEL, twice (the second as a runtime sends it: no namespace).
     let (netns, _, conf, path, pod) = &pods[0];
     assert_eq!(
@@ -148,3 +212,6 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Debian's containernetworking-plugins' host-local IPAM plugin.
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";

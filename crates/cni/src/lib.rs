@@ -266,6 +266,18 @@ mod tests {
                 .code,
             1
         );
+        // The example conflist's plugin, as a runtime hands it over (the
+        // list's name and version injected).
+        let list: Value =
+            serde_json::from_str(include_str!("../../../examples/cni/10-podwire.conflist"))
+                .unwrap();
+        let mut plugin = list["plugins"][0].clone();
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        let n = NetConf::parse(plugin.to_string().as_bytes()).unwrap();
+        assert_eq!(n.name, "k8s-pod-network");
+        assert_eq!(n.raw["ipam"]["type"], "podwire-ipam");
+        assert_eq!(n.raw["type"], "podwire-cni");
         // 11 hex digits after `cali`: 15 bytes, a valid device name.
         let n = interface_name("default", "web-0");
         assert!(n.starts_with("cali") && n.len() == 15, "{n}");
