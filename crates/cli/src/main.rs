@@ -159,6 +159,15 @@ enum Command {
         /// --scale: other nodes' endpoint updates per second during the churn.
         #[arg(long, value_name = "N", default_value_t = 1000, requires = "scale")]
         churn_rate: usize,
+        /// Instead of throughput: the latency of CNI ADD with podwire-cni
+        /// (on a real etcd and a podwire node) beside the kernel-veth
+        /// plugin ptp (needs containernetworking-plugins, etcd-server and
+        /// etcd-client); median and worst of --adds ADDs each.
+        #[arg(long, conflicts_with = "scale")]
+        cni: bool,
+        /// --cni: ADDs of each plugin.
+        #[arg(long, value_name = "N", default_value_t = 100, requires = "cni")]
+        adds: usize,
     },
     /// Move resources between a YAML file and Calico's etcdv3 datastore.
     #[command(
@@ -564,7 +573,19 @@ fn main() -> ExitCode {
             nodes,
             pods_per_node,
             churn_rate,
+            cni,
+            adds,
         } => {
+            if cni {
+                let opts = podwire_lab::cni_bench::Options { adds, out, json };
+                return match podwire_lab::cni_bench::run(&opts, &mut std::io::stdout()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("podwire bench --cni: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             if scale {
                 let opts = podwire_lab::scale::Options {
                     nodes,

@@ -74,3 +74,42 @@ fn bench_measures_every_path() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `podwire bench --cni` in a short form: both plugins' ADDs measured
+/// (podwire-cni on etcd, ptp with host-local), the JSON shape, nothing
+/// left behind.
+#[test]
+fn bench_cni_measures_both_plugins() {
+    if !root_or_skip("bench_cni_measures_both_plugins") {
+        return;
+    }
+    let lab = common::Lab::new();
+    let out = Command::new(PODWIRE)
+        .args(["bench", "--cni", "--adds", "3", "--json", "--out"])
+        .arg(&lab.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["adds"], 3);
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        assert_eq!(r["samples_ms"].as_array().unwrap().len(), 3, "{r}");
+        let (median, worst) = (
+            r["median_ms"].as_f64().unwrap(),
+            r["worst_ms"].as_f64().unwrap(),
+        );
+        assert!(median > 0.0 && worst >= median, "{r}");
+    }
+    let left: Vec<String> = must("ip", &["netns", "list"])
+        .lines()
+        .filter(|l| l.starts_with("pwcni"))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

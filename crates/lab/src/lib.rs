@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod cni_bench;
 pub mod etcd;
 mod keep;
 pub mod kernel;
