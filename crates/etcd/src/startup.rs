@@ -140,7 +140,10 @@ pub async fn start(
             v["spec"]["ipv4VXLANTunnelAddr"] = json!(a.to_string());
             changes.push(format!("ipv4VXLANTunnelAddr {a}"));
         }
-        if vxlan && v["spec"]["vxlanTunnelMACAddr"].as_str().is_none() {
+        // The MAC with the address it goes with: a Node that has its tunnel
+        // address already keeps what it has (Felix derives the same MAC
+        // when the field is absent).
+        if vxlan_addr.is_some() && v["spec"]["vxlanTunnelMACAddr"].as_str().is_none() {
             v["spec"]["vxlanTunnelMACAddr"] = json!(vtep_mac);
             changes.push(format!("vxlanTunnelMACAddr {vtep_mac}"));
         }
