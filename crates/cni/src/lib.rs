@@ -213,6 +213,41 @@ pub fn ask_daemon(path: &std::path::Path, request: &str) -> std::io::Result<Stri
     Ok(out)
 }
 
+/// The `cniVersion` of the configuration on stdin, else `default`.
+pub fn requested_version(stdin: &[u8], default: &str) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A plugin's `main`: reads stdin and the `CNI_*` environment, answers
+/// VERSION itself, runs `run` for the rest, and prints the result (or the
+/// error object, exiting 1) on stdout.
+pub fn plugin_main(run: fn(&Call, &[u8]) -> Result<Option<Value>, CniError>) {
+    use std::io::{Read, Write};
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let result = Call::from_env(|k| std::env::var(k).ok()).and_then(|call| {
+        if call.command == Command::Version {
+            Ok(Some(version_result(&requested_version(&stdin, "1.1.0"))))
+        } else {
+            run(&call, &stdin)
+        }
+    });
+    let mut out = std::io::stdout();
+    match result {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(out, "{}", e.to_json(&requested_version(&stdin, "1.0.0")));
+            std::process::exit(1);
+        }
+    }
+}
+
 /// `VERSION`'s answer.
 pub fn version_result(cni_version: &str) -> Value {
     json!({ "cniVersion": cni_version, "supportedVersions": SUPPORTED })

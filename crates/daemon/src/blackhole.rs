@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use ipnetwork::Ipv4Network;
 use podwire::table::{Tables, Via};
 
-use crate::host::{HostError, ROUTE_PROTO, ip};
+use crate::host::{HostError, ROUTE_PROTO, ip, route_dst};
 
 /// The blackhole routes of a running daemon.
 pub struct Blackholes {
@@ -126,21 +126,7 @@ fn reconcile(want: &[Ipv4Network]) -> Result<(), HostError> {
 fn installed() -> Result<Vec<Ipv4Network>, HostError> {
     let proto = ROUTE_PROTO.to_string();
     let out = ip(&["-4", "route", "show", "type", "blackhole", "proto", &proto])?;
-    Ok(out
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let mut dst = w.next()?;
-            if dst == "blackhole" {
-                dst = w.next()?;
-            }
-            if dst.contains('/') {
-                dst.parse().ok()
-            } else {
-                format!("{dst}/32").parse().ok()
-            }
-        })
-        .collect())
+    Ok(out.lines().filter_map(route_dst).collect())
 }
 
 #[cfg(test)]

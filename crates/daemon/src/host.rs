@@ -427,17 +427,21 @@ fn addresses_of(dev: &str) -> Result<Vec<Ipv4Addr>, HostError> {
 fn routes_of(dev: &str) -> Result<Vec<Ipv4Network>, HostError> {
     let proto = ROUTE_PROTO.to_string();
     let out = ip(&["-4", "route", "show", "dev", dev, "proto", &proto])?;
-    Ok(out
-        .lines()
-        .filter_map(|l| {
-            let dst = l.split_whitespace().next()?;
-            if dst.contains('/') {
-                dst.parse().ok()
-            } else {
-                format!("{dst}/32").parse().ok()
-            }
-        })
-        .collect())
+    Ok(out.lines().filter_map(route_dst).collect())
+}
+
+/// The destination of a line of `ip route show` (a bare address is a
+/// `/32`; a leading route type such as `blackhole` is skipped).
+pub(crate) fn route_dst(line: &str) -> Option<Ipv4Network> {
+    let mut w = line
+        .split_whitespace()
+        .skip_while(|&x| matches!(x, "blackhole" | "unreachable" | "prohibit"));
+    let dst = w.next()?;
+    if dst.contains('/') {
+        dst.parse().ok()
+    } else {
+        format!("{dst}/32").parse().ok()
+    }
 }
 
 fn read_sysctl(name: &str) -> Result<String, HostError> {

@@ -254,50 +254,53 @@ pub async fn release(c: &mut Client, handle: &str) -> Result<Vec<Ipv4Addr>, Erro
     )))
 }
 
-/// [`assign`] on the first member of `settings` that answers, blocking.
+/// Runs `f` with a client of the first member of `settings` that
+/// answers, on a runtime of its own, blocking.
+fn with_client<T>(
+    settings: &Settings,
+    f: impl AsyncFnOnce(&mut Client) -> Result<T, Error>,
+) -> Result<T, Error> {
+    crate::source::block_on(async {
+        let mut c = crate::client::connect_first(settings).await?;
+        f(&mut c).await
+    })?
+}
+
+/// [`assign`], blocking.
 pub fn assign_blocking(
     settings: &Settings,
     node: &str,
     handle: &str,
     secondary: Value,
 ) -> Result<Assigned, Error> {
-    crate::source::block_on(async {
-        let mut c = crate::client::connect_first(settings).await?;
-        assign(&mut c, node, handle, secondary).await
-    })?
+    with_client(settings, async |c| assign(c, node, handle, secondary).await)
 }
 
-/// [`release`] on the first member of `settings` that answers, blocking.
+/// [`release`], blocking.
 pub fn release_blocking(settings: &Settings, handle: &str) -> Result<Vec<Ipv4Addr>, Error> {
-    crate::source::block_on(async {
-        let mut c = crate::client::connect_first(settings).await?;
-        release(&mut c, handle).await
-    })?
+    with_client(settings, async |c| release(c, handle).await)
 }
 
 /// Whether `handle` holds an address (for CNI CHECK).
 pub fn holds_blocking(settings: &Settings, handle: &str) -> Result<bool, Error> {
-    crate::source::block_on(async {
-        let mut c = crate::client::connect_first(settings).await?;
-        Ok(get(&mut c, &layout::handle_key(handle)).await?.is_some())
-    })?
+    with_client(settings, async |c| {
+        Ok(get(c, &layout::handle_key(handle)).await?.is_some())
+    })
 }
 
 /// Writes `value` under `key` (a WorkloadEndpoint a CNI ADD made),
 /// blocking.
 pub fn put_blocking(settings: &Settings, key: &str, value: &str) -> Result<(), Error> {
-    crate::source::block_on(async {
-        let mut c = crate::client::connect_first(settings).await?;
+    with_client(settings, async |c| {
         deadline(TIMEOUT, async { Ok(c.put(key, value, None).await?) }).await?;
         Ok(())
-    })?
+    })
 }
 
 /// Deletes `key`; a key that is not there is not an error. Blocking.
 pub fn delete_blocking(settings: &Settings, key: &str) -> Result<(), Error> {
-    crate::source::block_on(async {
-        let mut c = crate::client::connect_first(settings).await?;
+    with_client(settings, async |c| {
         deadline(TIMEOUT, async { Ok(c.delete(key, None).await?) }).await?;
         Ok(())
-    })?
+    })
 }

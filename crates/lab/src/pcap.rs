@@ -1,47 +1,41 @@
 //! Reading the lab's captures without a dissector.
 
-/// The number of records in a pcap file (24-byte file header, then records
-/// of a 16-byte header whose third word is the captured length).
-pub(crate) fn pcap_records(b: &[u8]) -> usize {
+/// The frames of a pcap file: after the 24-byte file header, records of
+/// a 16-byte header whose third word is the captured length (in the file's
+/// byte order). A truncated last record is left out.
+fn records(b: &[u8]) -> impl Iterator<Item = &[u8]> {
     let little = b.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1]);
     let mut at = 24;
-    let mut n = 0;
-    while let Some(h) = b.get(at..at + 16) {
+    std::iter::from_fn(move || {
+        let h = b.get(at..at + 16)?;
         let w = [h[8], h[9], h[10], h[11]];
         let len = if little {
             u32::from_le_bytes(w)
         } else {
             u32::from_be_bytes(w)
         } as usize;
+        let frame = b.get(at + 16..at + 16 + len)?;
         at += 16 + len;
-        if at > b.len() {
-            break;
-        }
-        n += 1;
-    }
-    n
+        Some(frame)
+    })
+}
+
+/// The number of records in a pcap file.
+pub(crate) fn pcap_records(b: &[u8]) -> usize {
+    records(b).count()
 }
 
 /// The IPv4 source addresses of the frames of an Ethernet pcap file, in
 /// order (frames that are not IPv4, or cut before the address, skipped).
 pub(crate) fn ipv4_sources(b: &[u8]) -> Vec<std::net::Ipv4Addr> {
-    let little = b.get(..4) == Some(&[0xd4, 0xc3, 0xb2, 0xa1]);
-    let mut at = 24;
-    let mut out = Vec::new();
-    while let Some(h) = b.get(at..at + 16) {
-        let w = [h[8], h[9], h[10], h[11]];
-        let len = if little {
-            u32::from_le_bytes(w)
-        } else {
-            u32::from_be_bytes(w)
-        } as usize;
-        let frame = b.get(at + 16..(at + 16 + len).min(b.len())).unwrap_or(&[]);
-        if let (Some([0x08, 0x00]), Some(src)) = (frame.get(12..14), frame.get(26..30)) {
-            out.push(std::net::Ipv4Addr::new(src[0], src[1], src[2], src[3]));
-        }
-        at += 16 + len;
-    }
-    out
+    records(b)
+        .filter_map(|frame| match (frame.get(12..14), frame.get(26..30)) {
+            (Some([0x08, 0x00]), Some(src)) => {
+                Some(std::net::Ipv4Addr::new(src[0], src[1], src[2], src[3]))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

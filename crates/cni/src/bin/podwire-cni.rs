@@ -14,10 +14,10 @@
 //! - CHECK: the address is still held and the device is where it should be.
 //! - VERSION, STATUS, GC.
 
-use std::io::{Read, Write};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use podwire_cni::{Call, CniError, Command, NetConf, ask_daemon, interface_name, version_result};
+use podwire_cni::{Call, CniError, Command, NetConf, ask_daemon, interface_name};
 use podwire_etcd::ipam_client;
 use podwire_etcd::layout;
 use podwire_etcd::settings::Settings;
@@ -256,13 +256,6 @@ impl Ctx<'_> {
 }
 
 fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
-    if call.command == Command::Version {
-        let version = serde_json::from_slice::<Value>(stdin)
-            .ok()
-            .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "1.1.0".into());
-        return Ok(Some(version_result(&version)));
-    }
     let conf = NetConf::parse(stdin)?;
     let endpoints: Vec<&str> = conf.etcd_endpoints.iter().map(String::as_str).collect();
     let ctx = Ctx {
@@ -280,22 +273,5 @@ fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
 }
 
 fn main() {
-    let mut stdin = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut stdin);
-    let version = serde_json::from_slice::<Value>(&stdin)
-        .ok()
-        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "1.0.0".into());
-    let result = Call::from_env(|k| std::env::var(k).ok()).and_then(|call| run(&call, &stdin));
-    let mut out = std::io::stdout();
-    match result {
-        Ok(Some(v)) => {
-            let _ = writeln!(out, "{v}");
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            std::process::exit(1);
-        }
-    }
+    podwire_cni::plugin_main(run);
 }

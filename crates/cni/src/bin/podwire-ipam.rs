@@ -5,25 +5,12 @@
 //! handle holds (twice is fine); CHECK says whether it holds an address;
 //! VERSION, STATUS and GC as the specification has them.
 
-use std::io::{Read, Write};
-
-use podwire_cni::{Call, CniError, Command, NetConf, version_result};
+use podwire_cni::{Call, CniError, Command, NetConf};
 use podwire_etcd::ipam_client;
 use podwire_etcd::settings::Settings;
 use serde_json::{Value, json};
 
 fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
-    if call.command == Command::Version {
-        let version = serde_json::from_slice::<Value>(stdin)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| "1.1.0".into());
-        return Ok(Some(version_result(&version)));
-    }
     let conf = NetConf::parse(stdin)?;
     let endpoints: Vec<&str> = conf.etcd_endpoints.iter().map(String::as_str).collect();
     let settings = Settings::plain(&endpoints);
@@ -74,26 +61,5 @@ fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
 }
 
 fn main() {
-    let mut stdin = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut stdin);
-    let version = serde_json::from_slice::<Value>(&stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "1.0.0".into());
-    let result = Call::from_env(|k| std::env::var(k).ok()).and_then(|call| run(&call, &stdin));
-    let mut out = std::io::stdout();
-    match result {
-        Ok(Some(v)) => {
-            let _ = writeln!(out, "{v}");
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            std::process::exit(1);
-        }
-    }
+    podwire_cni::plugin_main(run);
 }
