@@ -691,7 +691,11 @@ fn live_updates(mode: &str, driver: Driver) {
             // (node 2 ignores changes of node 1's endpoints, and the other
             // way round); every change watched, none lost, no relist.
             let reloads = s["reloads"].as_u64().unwrap();
-            assert!(reloads > RELOADS / 2 && reloads <= RELOADS, "{node}: {s}");
+            assert!(
+                reloads > RELOADS / 2 && reloads <= RELOADS,
+                "{node}: {reloads} reloads for {RELOADS} changes: {s}\n{}",
+                lab.log(node)
+            );
             let ds = &s["datastore"];
             assert_eq!(ds["relists"], 0, "{node}: {ds}");
             assert_eq!(ds["values_rejected"], 0, "{node}: {ds}");

@@ -349,6 +349,8 @@ async fn watch(
     let mut probe = tokio::time::interval(PROBE);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    // What the unpublished changes touched, for the log line of the publish.
+    let mut touched = Touched::default();
     loop {
         let due = pending.map(|(first, last)| (last + QUIET).min(first + MOST));
         tokio::select! {
@@ -372,6 +374,7 @@ async fn watch(
                     status.revision.fetch_max(h.revision(), Relaxed);
                 }
                 let mut changed = false;
+                let revision = r.header().map_or(0, |h| h.revision());
                 for ev in r.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let Ok(key) = std::str::from_utf8(kv.key()) else { continue };
@@ -383,6 +386,7 @@ async fn watch(
                             match state.store.put(key, kv.value()) {
                                 Applied::Changed => {
                                     state.rejected.remove(key);
+                                    touched.add(key, revision);
                                     changed = true;
                                 }
                                 Applied::Unchanged | Applied::Ignored => {}
@@ -395,7 +399,10 @@ async fn watch(
                         }
                         EventType::Delete => {
                             state.rejected.remove(key);
-                            changed |= state.store.delete(key);
+                            if state.store.delete(key) {
+                                touched.add(key, revision);
+                                changed = true;
+                            }
                         }
                     }
                 }
@@ -406,6 +413,7 @@ async fn watch(
             }
             _ = sleep_until(due), if due.is_some() => {
                 pending = None;
+                tracing::info!("etcd: {}", std::mem::take(&mut touched));
                 publish(inner, state);
             }
             _ = inner.wake.notified() => {
@@ -417,6 +425,44 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// The keys a batch of watched changes touched: how many, the first few,
+/// and the revisions they came in (one revision is one transaction).
+#[derive(Default)]
+struct Touched {
+    count: usize,
+    first: Vec<String>,
+    revisions: BTreeSet<i64>,
+}
+
+impl Touched {
+    const NAMED: usize = 3;
+
+    fn add(&mut self, key: &str, revision: i64) {
+        self.count += 1;
+        if self.first.len() < Self::NAMED {
+            self.first.push(key.to_string());
+        }
+        if self.revisions.len() < 64 {
+            self.revisions.insert(revision);
+        }
+    }
+}
+
+impl std::fmt::Display for Touched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} key(s) changed", self.count)?;
+        if !self.revisions.is_empty() {
+            let r: Vec<String> = self.revisions.iter().map(|r| r.to_string()).collect();
+            write!(f, " at revision(s) {}", r.join(","))?;
+        }
+        write!(f, ", applying: {}", self.first.join(" "))?;
+        if self.count > self.first.len() {
+            write!(f, " and {} more", self.count - self.first.len())?;
+        }
+        Ok(())
     }
 }
 
