@@ -239,6 +239,25 @@ impl Harness {
         io: Io,
         env: &[(&str, &str)],
     ) -> Result<u32, Error> {
+        self.start(tag, &["ip", "netns", "exec", ns], cmd, io, env)
+    }
+
+    /// As [`Harness::spawn`], but entering only the network namespace
+    /// (`nsenter --net=`): the process keeps the machine's mounts, where
+    /// `ip netns exec` gives it a `/sys` of its own (which breaks runc).
+    pub fn spawn_net(&mut self, tag: &str, ns: &str, cmd: &[&str], io: Io) -> Result<u32, Error> {
+        let net = format!("--net=/var/run/netns/{ns}");
+        self.start(tag, &["nsenter", &net, "--"], cmd, io, &[])
+    }
+
+    fn start(
+        &mut self,
+        tag: &str,
+        enter: &[&str],
+        cmd: &[&str],
+        io: Io,
+        env: &[(&str, &str)],
+    ) -> Result<u32, Error> {
         self.check()?;
         let (stdout, stderr) = match io {
             Io::Null => (Stdio::null(), Stdio::null()),
@@ -248,8 +267,8 @@ impl Harness {
                 (Stdio::null(), Stdio::from(f))
             }
         };
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
+        let child = Command::new(enter[0])
+            .args(&enter[1..])
             .args(cmd)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
