@@ -57,6 +57,7 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         controls.push(t.lab.podwire_etcd(ns, &m.url, host.name, &[]));
     }
     let mut pods = Vec::new();
+    let mut results = Vec::new();
     for (i, host) in NODES[..2].iter().enumerate() {
         let conf = t.lab.file(
             &format!("{}.conflist", host.name),
@@ -89,6 +90,7 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
             "{routes}"
         );
         pods.push((netns, ip, conf, path, pod));
+        results.push(v);
     }
     // Across nodes, once each node has the other's endpoint.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -105,6 +107,103 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
     }
     ping(&t.lab, &pods[0].0, &pods[1].1, 3);
     ping(&t.lab, &pods[1].0, &pods[0].1, 3);
+
+    // CHECK against the ADD's result as prevResult: as made, it passes; an
+    // address the device lacks, or a route taken away, fails with a message.
+    {
+        let (netns, _, conf, path, pod) = &pods[0];
+        let with_prev = |name: &str, prev: &Value| {
+            with_fields(&t.lab, conf, name, &[("prevResult", prev.clone())])
+        };
+        let good = with_prev("check.conf", &results[0]);
+        assert_eq!(
+            cni(&t.lab, &nodes[0], "CHECK", pod, path, &good),
+            (true, String::new())
+        );
+        let mut other = results[0].clone();
+        other["ips"][0]["address"] = "10.2.99.99/32".into();
+        let bad = with_prev("check-bad.conf", &other);
+        let (ok, out) = cni(&t.lab, &nodes[0], "CHECK", pod, path, &bad);
+        assert!(!ok && out.contains("lacks 10.2.99.99/32"), "{out}");
+        t.lab.ip(netns, &["route", "del", "default"]);
+        let (ok, out) = cni(&t.lab, &nodes[0], "CHECK", pod, path, &good);
+        assert!(
+            !ok && out.contains("lacks the route 0.0.0.0/0 via 169.254.1.1"),
+            "{out}"
+        );
+        t.lab.ip(
+            netns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ],
+        );
+        assert_eq!(
+            cni(&t.lab, &nodes[0], "CHECK", pod, path, &good),
+            (true, String::new())
+        );
+    }
+
+    // GC (CNI 1.1): a pod of node 1 the runtime no longer knows goes —
+    // endpoint, device, allocation —; the valid one stays and still pings.
+    {
+        let (_, _, conf, _, pod) = &pods[0];
+        let netns = t.lab.netns("stale");
+        let path = format!("/var/run/netns/{netns}");
+        let (ok, out) = cni(&t.lab, &nodes[0], "ADD", "stale", &path, conf);
+        assert!(ok, "{out}");
+        let key = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/k8s--node1-k8s-stale-eth0";
+        let got = ctl(&t.lab, &ens, &m.url, &["get", "--keys-only", key]);
+        assert_eq!(got.trim(), key);
+        let valid = serde_json::json!([{ "containerID": pod, "ifname": "eth0" }]);
+        let gc = with_fields(
+            &t.lab,
+            conf,
+            "gc.conf",
+            &[
+                ("cniVersion", "1.1.0".into()),
+                ("cni.dev/valid-attachments", valid),
+            ],
+        );
+        assert_eq!(
+            cni(&t.lab, &nodes[0], "GC", "", "", &gc),
+            (true, String::new())
+        );
+        let got = ctl(&t.lab, &ens, &m.url, &["get", "--keys-only", key]);
+        assert!(got.trim().is_empty(), "GC left {got}");
+        let handle = ctl(
+            &t.lab,
+            &ens,
+            &m.url,
+            &[
+                "get",
+                "--keys-only",
+                "/calico/ipam/v2/handle/k8s-pod-network.stale",
+            ],
+        );
+        assert!(handle.trim().is_empty(), "GC left {handle}");
+        wait_gone(&t.lab, &netns);
+        let handle = ctl(
+            &t.lab,
+            &ens,
+            &m.url,
+            &[
+                "get",
+                "--keys-only",
+                "/calico/ipam/v2/handle/k8s-pod-network.web-0",
+            ],
+        );
+        assert!(
+            !handle.trim().is_empty(),
+            "GC released the valid pod's address"
+        );
+        ping(&t.lab, &pods[1].0, &pods[0].1, 1);
+    }
     // The WorkloadEndpoint, in Calico's layout.
     let key = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/k8s--node1-k8s-web--0-eth0";
     let wep = ctl(&t.lab, &ens, &m.url, &["get", "--print-value-only", key]);
@@ -198,19 +297,33 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         ],
     );
     assert!(handle.trim().is_empty(), "{handle}");
+    wait_gone(&t.lab, netns);
+}
+
+/// Waits until the pod's eth0 in `netns` is gone (its endpoint was).
+fn wait_gone(lab: &Lab, netns: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while t
-        .lab
+    while lab
         .exec(netns, &["ip", "link", "show", "eth0"])
         .status
         .success()
     {
         assert!(
             Instant::now() < deadline,
-            "the pod's device outlived its DEL"
+            "the pod's device in {netns} outlived its endpoint"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A copy of the network configuration `conf` with `fields` set, as the
+/// runtime sends it for CHECK (`prevResult`) and GC.
+fn with_fields(lab: &Lab, conf: &Path, name: &str, fields: &[(&str, Value)]) -> PathBuf {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(conf).unwrap()).unwrap();
+    for (k, f) in fields {
+        v[*k] = f.clone();
+    }
+    lab.file(name, &v.to_string())
 }
 
 /// Debian's containernetworking-plugins' host-local IPAM plugin.

@@ -297,6 +297,19 @@ pub fn put_blocking(settings: &Settings, key: &str, value: &str) -> Result<(), E
     })
 }
 
+/// Every key under `prefix` with its value, blocking (CNI GC's look at
+/// the node's endpoints and allocations).
+pub fn list_blocking(settings: &Settings, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    with_client(settings, async |c| {
+        let mut kvs = Vec::new();
+        crate::client::list(c, &[prefix.to_string()], None, |k, v| {
+            kvs.push((k.to_string(), v.to_vec()))
+        })
+        .await?;
+        Ok(kvs)
+    })
+}
+
 /// Deletes `key`; a key that is not there is not an error. Blocking.
 pub fn delete_blocking(settings: &Settings, key: &str) -> Result<(), Error> {
     with_client(settings, async |c| {

@@ -11,8 +11,11 @@
 //! - DEL (idempotent; `CNI_NETNS` may be empty): the WorkloadEndpoint
 //!   deleted (the daemon then deletes the device), a device still held let
 //!   go, the address released.
-//! - CHECK: the address is still held and the device is where it should be.
-//! - VERSION, STATUS, GC.
+//! - CHECK: the address is still held, the WorkloadEndpoint is there, and
+//!   the device in `CNI_NETNS` has `prevResult`'s addresses and routes.
+//! - GC (1.1): this node's WorkloadEndpoints and allocations whose
+//!   container is not in `cni.dev/valid-attachments` go.
+//! - VERSION, STATUS.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -226,33 +229,206 @@ impl Ctx<'_> {
     }
 
     fn check(&self) -> Result<(), CniError> {
+        if self.call.netns.is_empty() || self.call.ifname.is_empty() {
+            return Err(CniError::env("CHECK needs CNI_NETNS and CNI_IFNAME"));
+        }
+        let fail = |msg: String, details: String| CniError {
+            code: 999,
+            msg,
+            details,
+        };
         if self.ipam_type() == "podwire-ipam"
             && !ipam_client::holds_blocking(&self.settings, &self.call.handle())
                 .map_err(|e| self.datastore_error(e))?
         {
-            return Err(CniError {
-                code: 999,
-                msg: format!("{} holds no address", self.call.handle()),
-                details: String::new(),
-            });
+            return Err(fail(
+                format!("{} holds no address", self.call.handle()),
+                String::new(),
+            ));
         }
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--net={}", self.call.netns))
-            .args(["ip", "-o", "-4", "addr", "show", "dev", &self.call.ifname])
-            .output()
-            .map_err(|e| CniError::config("cannot run nsenter", e.to_string()))?;
-        if !out.status.success() || out.stdout.is_empty() {
-            return Err(CniError {
-                code: 999,
-                msg: format!(
-                    "no {} with an address in {}",
-                    self.call.ifname, self.call.netns
-                ),
-                details: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+        let (key, _) = self.endpoint_key();
+        if ipam_client::list_blocking(&self.settings, &key)
+            .map_err(|e| self.datastore_error(e))?
+            .iter()
+            .all(|(k, _)| *k != key)
+        {
+            return Err(fail(format!("no WorkloadEndpoint {key}"), String::new()));
+        }
+        // What the pod's namespace has, as `ip -j` reports it.
+        let ip_json = |args: &[&str]| -> Result<Value, CniError> {
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net={}", self.call.netns))
+                .args(["ip", "-j", "-4"])
+                .args(args)
+                .output()
+                .map_err(|e| CniError::config("cannot run nsenter", e.to_string()))?;
+            if !out.status.success() {
+                return Err(fail(
+                    format!("no {} in {}", self.call.ifname, self.call.netns),
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+            serde_json::from_slice(&out.stdout)
+                .map_err(|e| fail("ip -j gave no JSON".into(), e.to_string()))
+        };
+        let ifname = self.call.ifname.as_str();
+        let addrs = ip_json(&["addr", "show", "dev", ifname])?;
+        let routes = ip_json(&["route", "show", "dev", ifname])?;
+        for want in prev_addresses(&self.conf.raw) {
+            if !has_address(&addrs, &want) {
+                return Err(fail(
+                    format!("{ifname} in {} lacks {want}", self.call.netns),
+                    addrs.to_string(),
+                ));
+            }
+        }
+        for (dst, gw) in prev_routes(&self.conf.raw) {
+            if !has_route(&routes, &dst, gw.as_deref()) {
+                let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                return Err(fail(
+                    format!(
+                        "{} lacks the route {dst}{via} dev {ifname}",
+                        self.call.netns
+                    ),
+                    routes.to_string(),
+                ));
+            }
         }
         Ok(())
     }
+
+    /// GC (CNI 1.1): attachments of this node not in
+    /// `cni.dev/valid-attachments` go — their WorkloadEndpoints (the daemon
+    /// then deletes the devices) and their allocations.
+    fn gc(&self) -> Result<(), CniError> {
+        let valid: std::collections::BTreeSet<String> = self.conf.raw["cni.dev/valid-attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["containerID"].as_str().map(str::to_string))
+            .collect();
+        let node = self.conf.node();
+        let prefix = format!("{}workloadendpoints/", layout::RESOURCES);
+        let weps = ipam_client::list_blocking(&self.settings, &prefix)
+            .map_err(|e| self.datastore_error(e))?;
+        let mut stale = std::collections::BTreeSet::new();
+        for (key, value) in weps {
+            let Ok(v) = serde_json::from_slice::<Value>(&value) else {
+                continue;
+            };
+            let spec = &v["spec"];
+            let (Some(id), Some(iface)) =
+                (spec["containerID"].as_str(), spec["interfaceName"].as_str())
+            else {
+                continue;
+            };
+            if spec["node"] != node.as_str() || spec["orchestrator"] != "k8s" || valid.contains(id)
+            {
+                continue;
+            }
+            note(&format!(
+                "GC: {key} (container {id}) is not a valid attachment"
+            ));
+            ipam_client::delete_blocking(&self.settings, &key)
+                .map_err(|e| self.datastore_error(e))?;
+            let _ = ask_daemon(&self.control(), &format!("detach {iface}"));
+            stale.insert(id.to_string());
+        }
+        if self.ipam_type() == "podwire-ipam" {
+            // Allocations of this node's pods whose container is not valid,
+            // endpoint or not (an ADD that died between the two).
+            let handles =
+                ipam_client::list_blocking(&self.settings, &format!("{}handle/", layout::IPAM))
+                    .map_err(|e| self.datastore_error(e))?;
+            let blocks =
+                ipam_client::list_blocking(&self.settings, &format!("{}assignment/", layout::IPAM))
+                    .map_err(|e| self.datastore_error(e))?;
+            let mine = handles_of_node(&blocks, &node);
+            for (key, _) in handles {
+                let Some(handle) = key.rsplit('/').next() else {
+                    continue;
+                };
+                let Some(id) = handle.strip_prefix("k8s-pod-network.") else {
+                    continue;
+                };
+                if valid.contains(id) || !(mine.contains(handle) || stale.contains(id)) {
+                    continue;
+                }
+                ipam_client::release_blocking(&self.settings, handle)
+                    .map_err(|e| self.datastore_error(e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A note on stderr (a runtime logs it; stdout is the
+/// result).
+fn note(line: &str) {
+    eprintln!("podwire-cni: {line}");
+}
+
+/// The handles whose allocations in `blocks` (values of the IPAM blocks)
+/// say they are `node`'s pods.
+fn handles_of_node(blocks: &[(String, Vec<u8>)], node: &str) -> std::collections::BTreeSet<String> {
+    blocks
+        .iter()
+        .filter_map(|(_, v)| serde_json::from_slice::<Value>(v).ok())
+        .flat_map(|b| b["attributes"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["secondary"]["node"] == node)
+        .filter_map(|a| a["handle_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The addresses of `prevResult` (`10.2.36.66/32`).
+fn prev_addresses(conf: &Value) -> Vec<String> {
+    conf["prevResult"]["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["address"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The routes of `prevResult`: destination and gateway.
+fn prev_routes(conf: &Value) -> Vec<(String, Option<String>)> {
+    conf["prevResult"]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r["dst"].as_str()?.to_string(),
+                r["gw"].as_str().map(str::to_string),
+            ))
+        })
+        .collect()
+}
+
+/// Whether `ip -j addr show` output has `cidr`.
+fn has_address(addrs: &Value, cidr: &str) -> bool {
+    addrs.as_array().into_iter().flatten().any(|l| {
+        l["addr_info"].as_array().into_iter().flatten().any(|a| {
+            format!(
+                "{}/{}",
+                a["local"].as_str().unwrap_or(""),
+                a["prefixlen"].as_u64().unwrap_or(0)
+            ) == cidr
+        })
+    })
+}
+
+/// Whether `ip -j route show dev X` output has `dst` (through `gw`).
+fn has_route(routes: &Value, dst: &str, gw: Option<&str>) -> bool {
+    let dst = match dst {
+        "0.0.0.0/0" => "default",
+        d => d.strip_suffix("/32").unwrap_or(d),
+    };
+    routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["dst"].as_str() == Some(dst) && r["gateway"].as_str() == gw)
 }
 
 fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
@@ -268,7 +444,8 @@ fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         Command::Add => ctx.add().map(Some),
         Command::Del => ctx.del().map(|()| None),
         Command::Check => ctx.check().map(|()| None),
-        Command::Status | Command::Gc | Command::Version => Ok(None),
+        Command::Gc => ctx.gc().map(|()| None),
+        Command::Status | Command::Version => Ok(None),
     }
 }
 
