@@ -328,3 +328,141 @@ fn with_fields(lab: &Lab, conf: &Path, name: &str, fields: &[(&str, Value)]) -> 
 
 /// Debian's containernetworking-plugins' host-local IPAM plugin.
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+/// ADDs `pods` (name, node index) at once, each in a namespace of its own;
+/// returns each pod's namespace and address, in order.
+fn add_at_once(
+    t: &mut common::Testbed,
+    confs: &[PathBuf],
+    pods: &[(String, usize)],
+) -> Vec<(String, String)> {
+    let netns: Vec<String> = pods.iter().map(|(p, _)| t.lab.netns(p)).collect();
+    let lab = &t.lab;
+    let nodes = &t.nodes;
+    let outs: Vec<(bool, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .zip(&netns)
+            .map(|((pod, node), ns)| {
+                let path = format!("/var/run/netns/{ns}");
+                let conf = &confs[*node];
+                s.spawn(move || cni(lab, &nodes[*node], "ADD", pod, &path, conf))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    outs.iter()
+        .zip(pods)
+        .zip(netns)
+        .map(|(((ok, out), (pod, _)), ns)| {
+            assert!(ok, "ADD {pod}: {out}");
+            let v: Value = serde_json::from_str(out).unwrap();
+            let ip = v["ips"][0]["address"].as_str().unwrap();
+            (ns, ip.trim_end_matches("/32").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_cni_adds_on_one_node_and_on_two_get_distinct_addresses_and_devices() {
+    if !root_or_skip(
+        "concurrent_cni_adds_on_one_node_and_on_two_get_distinct_addresses_and_devices",
+    ) {
+        return;
+    }
+    let mut t = testbed("vxlan", &[], &["n1", "n2"]);
+    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let nodes = t.nodes.clone();
+    let mut confs = Vec::new();
+    for (ns, host) in nodes.iter().zip(&NODES) {
+        let control = t.lab.podwire_etcd(ns, &m.url, host.name, &[]);
+        confs.push(t.lab.file(
+            &format!("{}.conflist", host.name),
+            &format!(
+                r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"podwire-cni","nodename":"{}","datastore_type":"etcdv3","etcd_endpoints":"{}","podwire_control":"{}","ipam":{{"type":"podwire-ipam"}}}}"#,
+                host.name,
+                m.url,
+                control.display()
+            ),
+        ));
+    }
+    // 20 at once on node 1, then 10 on each node at once.
+    let first: Vec<(String, usize)> = (0..20).map(|i| (format!("a{i}"), 0)).collect();
+    let second: Vec<(String, usize)> = (0..20).map(|i| (format!("b{i}"), i % 2)).collect();
+    let mut made = add_at_once(&mut t, &confs, &first);
+    made.extend(add_at_once(&mut t, &confs, &second));
+    let pods: Vec<(String, usize)> = first.into_iter().chain(second).collect();
+    let distinct: std::collections::BTreeSet<&String> = made.iter().map(|(_, ip)| ip).collect();
+    assert_eq!(
+        distinct.len(),
+        made.len(),
+        "an address handed out twice: {made:?}"
+    );
+    // Every pod has its device with its address, and its endpoint.
+    for ((ns, ip), (pod, _)) in made.iter().zip(&pods) {
+        let addr = t.lab.ip(ns, &["-4", "-o", "addr", "show", "dev", "eth0"]);
+        assert!(addr.contains(&format!("{ip}/32")), "{pod}: {addr}");
+    }
+    let weps = ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &[
+            "get",
+            "--keys-only",
+            "--prefix",
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/",
+        ],
+    );
+    assert_eq!(
+        weps.lines().filter(|l| !l.trim().is_empty()).count(),
+        pods.len(),
+        "{weps}"
+    );
+    // A pod of the first round reaches one of node 2's, and one of its own node's.
+    let b1 = pods.iter().position(|(p, _)| p == "b1").unwrap();
+    let b2 = pods.iter().position(|(p, _)| p == "b2").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !t
+        .lab
+        .exec(&made[0].0, &["ping", "-c", "1", "-W", "1", &made[b1].1])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "a0 never reached b1");
+    }
+    ping(&t.lab, &made[0].0, &made[b2].1, 1);
+    // DEL all at once: nothing left but the nodes' tunnel addresses.
+    let lab = &t.lab;
+    std::thread::scope(|s| {
+        for (pod, node) in &pods {
+            let conf = &confs[*node];
+            let ns = &nodes[*node];
+            s.spawn(move || assert_eq!(cni(lab, ns, "DEL", pod, "", conf), (true, String::new())));
+        }
+    });
+    let left = ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &["get", "--keys-only", "--prefix", "/calico/ipam/v2/handle/"],
+    );
+    for h in left.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(h.contains("-tunnel-addr-"), "left allocated: {h}");
+    }
+    let weps = ctl(
+        &t.lab,
+        &ens,
+        &m.url,
+        &[
+            "get",
+            "--keys-only",
+            "--prefix",
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/",
+        ],
+    );
+    assert!(weps.trim().is_empty(), "{weps}");
+    for (ns, _) in &made {
+        wait_gone(&t.lab, ns);
+    }
+}
