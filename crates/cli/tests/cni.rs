@@ -82,6 +82,14 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
             .unwrap()
             .trim_end_matches("/32")
             .to_string();
+        // The device is in the pod, with its 4096-packet rings and no
+        // qdisc (a multi-queue TUN's default one would hold 25 MB of kernel
+        // memory at that length, and make every ADD slower).
+        let link = t.lab.ip(&netns, &["link", "show", "eth0"]);
+        assert!(
+            link.contains("qdisc noqueue") && link.contains("qlen 4096"),
+            "{link}"
+        );
         // The device is in the pod, with Calico's routes.
         let routes = t.lab.ip(&netns, &["-4", "route", "show"]);
         assert!(

@@ -117,7 +117,9 @@ fn end_to_end(mode: &str) {
     ping(lab, &c.p1b, "10.2.36.68", 3);
 
     // The pod's device queues 4096 packets (not the default 500) while a
-    // worker is busy elsewhere.
+    // worker is busy elsewhere. (Its qdisc is the kernel's default again:
+    // moving a device to another namespace resets it; the CNI test checks
+    // the noqueue of a device podwire makes in the pod.)
     let link = lab.ip(&c.p1a, &["link", "show", "eth0"]);
     assert!(link.contains("qlen 4096"), "{link}");
 

@@ -181,7 +181,7 @@ pub fn attach_in(
         if unsafe { libc::if_nametoindex(cname.as_ptr()) } == 0 {
             return Ok(None);
         }
-        create(name, mtu, queues, offload).map(Some)
+        open(name, mtu, queues, offload, false).map(Some)
     };
     match netns {
         None => attach(),
@@ -249,22 +249,54 @@ pub const TX_QUEUE_LEN: u32 = 4096;
 /// kernel has it): the pod's kernel hands over unsegmented super-packets
 /// with partial checksums, and takes coalesced ones.
 pub fn create(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<Vec<TunQueue>> {
+    let cname =
+        std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `cname` is a valid NUL-terminated string for the call.
+    let exists = unsafe { libc::if_nametoindex(cname.as_ptr()) } != 0;
+    open(name, mtu, queues, offload, !exists)
+}
+
+/// Opens `queues` queues on device `name`: a new one (`fresh`: made down,
+/// given its queue length and no qdisc, then brought up), or one that
+/// exists (left up: taking it down would drop the pod's routes).
+fn open(
+    name: &str,
+    mtu: u16,
+    queues: usize,
+    offload: bool,
+    fresh: bool,
+) -> io::Result<Vec<TunQueue>> {
     let first = DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
         .multi_queue(true)
         .packet_information(false)
         .offload(offload)
-        .enable(true)
+        .enable(!fresh)
         .build_sync()?;
-    // A pod's bursts wait in the device's queue while a worker is busy
-    // elsewhere: a longer queue than the default 500 packets rides out a
-    // few milliseconds more of it (the kernel drops what does not fit).
+    // A pod's bursts wait in the device's rings (one per queue, of the
+    // device's transmit queue length) while a worker is busy elsewhere: a
+    // longer ring than the default 500 packets rides out a few milliseconds
+    // more of it (the kernel drops what does not fit).
     if let Err(e) = first.set_tx_queue_len(TX_QUEUE_LEN) {
         tracing::warn!(
             interface = name,
             "cannot set the transmit queue length: {e}"
         );
+    }
+    // No qdisc, as a veth has none, set while the device is down: a
+    // multi-queue TUN has 256 transmit queues, and the default root (mq)
+    // gives each a pfifo_fast of three rings of the queue length — 25 MB of
+    // kernel memory per device at 4096, allocated when it comes up and on
+    // every length change, which made a CNI ADD slower the more pods the
+    // node had. The TUN driver never stops its queues, so a qdisc would
+    // hold nothing back anyway: packets reach the device's rings as before.
+    if fresh {
+        let noqueue = first.if_index().and_then(crate::netlink::set_root_noqueue);
+        if let Err(e) = noqueue {
+            tracing::warn!(interface = name, "cannot remove the device's qdisc: {e}");
+        }
+        first.enabled(true)?;
     }
     let mut out = Vec::with_capacity(queues.max(1));
     for _ in 1..queues.max(1) {

@@ -285,6 +285,15 @@ pub fn link(name: &str) -> io::Result<Link> {
     Requests::open()?.link(name)
 }
 
+/// Makes `noqueue` the root qdisc of interface `ifindex` in this thread's
+/// network namespace (as veth devices have by default): packets go
+/// straight to the driver, with no per-transmit-queue qdisc in between.
+pub fn set_root_noqueue(ifindex: u32) -> io::Result<()> {
+    let mut r = Requests::open()?;
+    let seq = r.send(|seq| msg::root_noqueue(seq, ifindex))?;
+    r.replies(seq, |reply| matches!(reply, Reply::Ack))
+}
+
 /// Notes lost events once per `recv_events` call.
 fn overrun(out: &mut Vec<NeighEvent>, start: usize) {
     if !out[start..].contains(&NeighEvent::Overrun) {

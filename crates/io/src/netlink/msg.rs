@@ -13,6 +13,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkHeader, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use podwire_wire::MacAddr;
 
@@ -166,6 +167,21 @@ pub(super) fn resolve(seq: u32, ifindex: u32, ip: Ipv4Addr) -> Vec<u8> {
         seq,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         RouteNetlinkMessage::NewNeighbour(m),
+    )
+}
+
+/// `RTM_NEWQDISC` making `noqueue` the root qdisc of `ifindex`
+/// (`tc qdisc replace dev X root noqueue`), acknowledged.
+pub(super) fn root_noqueue(seq: u32, ifindex: u32) -> Vec<u8> {
+    let mut m = TcMessage::default();
+    m.header.index = ifindex as i32;
+    m.header.handle = TcHandle::UNSPEC;
+    m.header.parent = TcHandle::ROOT;
+    m.attributes.push(TcAttribute::Kind("noqueue".into()));
+    encode(
+        seq,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        RouteNetlinkMessage::NewQueueDiscipline(m),
     )
 }
 

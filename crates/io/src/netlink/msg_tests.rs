@@ -308,3 +308,23 @@ fn no_input_makes_a_reader_panic() {
         read_all(&m);
     }
 }
+
+#[test]
+fn a_noqueue_root_qdisc_is_rtm_newqdisc_with_tca_kind() {
+    // linux/rtnetlink.h: struct tcmsg, TC_H_ROOT; TCA_KIND is attribute 1.
+    #[rustfmt::skip]
+    let want: [u8; 48] = [
+        48, 0, 0, 0,
+        36, 0,                  // RTM_NEWQDISC
+        0x05, 0x05,             // NLM_F_REQUEST|NLM_F_ACK | NLM_F_REPLACE|NLM_F_CREATE
+        9, 0, 0, 0,             // nlmsg_seq
+        0, 0, 0, 0,             // nlmsg_pid
+        0, 0, 0, 0,             // tcm_family AF_UNSPEC, padding
+        7, 0, 0, 0,             // tcm_ifindex
+        0, 0, 0, 0,             // tcm_handle: the kernel picks one
+        0xff, 0xff, 0xff, 0xff, // tcm_parent: TC_H_ROOT
+        0, 0, 0, 0,             // tcm_info
+        12, 0, 1, 0,  b'n', b'o', b'q', b'u', b'e', b'u', b'e', 0,
+    ];
+    assert_eq!(root_noqueue(9, IFINDEX), want);
+}
