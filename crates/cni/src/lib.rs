@@ -248,6 +248,49 @@ pub fn plugin_main(run: fn(&Call, &[u8]) -> Result<Option<Value>, CniError>) {
     }
 }
 
+/// The address podwire-ipam gives the pod of `call` on `conf`'s node: the
+/// one `IP=` in `CNI_ARGS` asks for (calico-ipam's convention), else one of
+/// a block affine to the node. The allocation's handle is the call's, its
+/// attributes the pod's namespace, name and node.
+pub fn ipam_assign(
+    settings: &podwire_etcd::settings::Settings,
+    conf: &NetConf,
+    call: &Call,
+) -> Result<std::net::Ipv4Addr, CniError> {
+    use podwire_etcd::client::Error;
+    use podwire_etcd::ipam_client;
+    let node = conf.node();
+    let secondary = json!({
+        "namespace": call.arg("K8S_POD_NAMESPACE").unwrap_or(""),
+        "pod": call.arg("K8S_POD_NAME").unwrap_or(""),
+        "node": node,
+    });
+    let handle = call.handle();
+    let assigned = match call.arg("IP") {
+        Some(ip) => {
+            let ip = ip.trim_end_matches("/32").parse().map_err(|e| {
+                CniError::env(format!("CNI_ARGS IP={ip} is not an IPv4 address: {e}"))
+            })?;
+            ipam_client::assign_ip_blocking(settings, &node, ip, &handle, secondary)
+        }
+        None => ipam_client::assign_blocking(settings, &node, &handle, secondary),
+    };
+    assigned.map(|a| a.address).map_err(|e| match e {
+        Error::Refused(why) => CniError {
+            code: 999,
+            msg: why,
+            details: String::new(),
+        },
+        e => CniError::again(
+            format!(
+                "the datastore at {} did not answer",
+                conf.etcd_endpoints.join(",")
+            ),
+            e.to_string(),
+        ),
+    })
+}
+
 /// `VERSION`'s answer.
 pub fn version_result(cni_version: &str) -> Value {
     json!({ "cniVersion": cni_version, "supportedVersions": SUPPORTED })

@@ -35,9 +35,14 @@ fn conf(w: &Harness, node: &str, endpoints: &str) -> PathBuf {
 
 /// Starts the plugin with `command` for container `id` in namespace `ns`.
 fn call(ns: &str, command: &str, id: &str, conf: &Path) -> Child {
+    call_args(ns, command, id, conf, "")
+}
+
+/// As [`call`], with `extra` appended to `CNI_ARGS` (`;IP=…`).
+fn call_args(ns: &str, command: &str, id: &str, conf: &Path, extra: &str) -> Child {
     let script = format!(
         "CNI_COMMAND={command} CNI_CONTAINERID={id} CNI_NETNS=/var/run/netns/{id} CNI_IFNAME=eth0 \
-         CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}' CNI_PATH=/opt/cni/bin \
+         CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}{extra}' CNI_PATH=/opt/cni/bin \
          exec {IPAM} < {}",
         conf.display()
     );
@@ -235,6 +240,25 @@ fn concurrent_adds_never_share_an_address_and_del_releases() {
             .any(|s| s == "1.1.0"),
         "{v}"
     );
+    // An address asked for (`IP=`, calico-ipam's convention): in a block
+    // nobody had (claimed for the node), taken once; a second pod asking
+    // for it is refused with the reason, until the first is deleted.
+    let out = finish(vec![call_args(&ns, "ADD", "s00", &c1, ";IP=10.2.200.5")]);
+    assert_eq!(address(&out[0]), Ipv4Addr::new(10, 2, 200, 5));
+    assert!(
+        affine(&w, &ns, &eps, "k8s-node1")
+            .iter()
+            .any(|b| b.len == 26 && b.contains(Ipv4Addr::new(10, 2, 200, 0))),
+        "the asked-for address's block was not claimed for its node"
+    );
+    let out = finish(vec![call_args(&ns, "ADD", "s01", &c2, ";IP=10.2.200.5")]);
+    assert!(!out[0].0 && out[0].1.contains("not free"), "{out:?}");
+    let out = finish(vec![call_args(&ns, "ADD", "s02", &c1, ";IP=192.0.2.1")]);
+    assert!(!out[0].0 && out[0].1.contains("in no enabled"), "{out:?}");
+    assert!(finish(vec![call(&ns, "DEL", "s00", &c1)])[0].0);
+    let out = finish(vec![call_args(&ns, "ADD", "s01", &c2, ";IP=10.2.200.5")]);
+    assert_eq!(address(&out[0]), Ipv4Addr::new(10, 2, 200, 5));
+
     let dead = conf(&w, "k8s-node3", "http://127.0.0.1:1");
     let out = finish(vec![call(&ns, "ADD", "d00", &dead)]);
     assert!(!out[0].0, "{out:?}");

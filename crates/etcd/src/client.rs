@@ -57,6 +57,10 @@ pub enum Error {
     Timeout(Duration),
     #[error("a response was too large: {0}")]
     TooLarge(String),
+    /// The datastore answered, and the request cannot be met (an address
+    /// asked for that is taken, or in no pool).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<etcd_client::Error> for Error {

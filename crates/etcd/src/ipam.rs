@@ -113,6 +113,36 @@ pub fn assign(block: &mut Value, handle: &str, secondary: Value) -> Option<Ipv4A
     ))
 }
 
+/// Takes address `ip` of `block` for `handle` (calico-ipam's `AssignIP`,
+/// for a pod that asks for its address: `IP=` in `CNI_ARGS`); None when
+/// `ip` is not in the block or is not free.
+pub fn assign_ip(block: &mut Value, ip: Ipv4Addr, handle: &str, secondary: Value) -> Option<()> {
+    let cidr: Ipv4Network = block.get("cidr")?.as_str()?.parse().ok()?;
+    if !cidr.contains(ip) {
+        return None;
+    }
+    let ordinal = u64::from(u32::from(ip) - u32::from(cidr.network()));
+    let b = block.as_object_mut()?;
+    let free = b.get_mut("unallocated")?.as_array_mut()?;
+    let at = free.iter().position(|o| o.as_u64() == Some(ordinal))?;
+    free.remove(at);
+    let attributes = b
+        .entry("attributes")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()?;
+    let index = attributes.len();
+    attributes.push(json!({ "handle_id": handle, "secondary": secondary }));
+    let slot = b
+        .get_mut("allocations")?
+        .as_array_mut()?
+        .get_mut(usize::try_from(ordinal).ok()?)?;
+    if !slot.is_null() {
+        return None;
+    }
+    *slot = json!(index);
+    Some(())
+}
+
 /// Frees every address of `block` that `handle` holds; returns them.
 /// Attributes no address refers to any more are dropped (the others
 /// renumbered), as libcalico-go does.
@@ -211,6 +241,26 @@ mod tests {
 
     fn net(s: &str) -> Ipv4Network {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_address_asked_for_is_taken_once_and_only_in_its_block() {
+        let mut b = new_block(net("10.2.36.64/30"), "n1");
+        let sec = json!({"node": "n1"});
+        let ip = Ipv4Addr::new(10, 2, 36, 66);
+        assert!(assign_ip(&mut b, ip, "k8s-pod-network.c1", sec.clone()).is_some());
+        assert_eq!(b["allocations"], json!([null, null, 0, null]));
+        assert_eq!(b["unallocated"], json!([0, 1, 3]));
+        let mut again = b.clone();
+        assert!(assign_ip(&mut again, ip, "k8s-pod-network.c2", sec.clone()).is_none());
+        let outside = Ipv4Addr::new(10, 2, 36, 68);
+        assert!(assign_ip(&mut b.clone(), outside, "k8s-pod-network.c2", sec.clone()).is_none());
+        // The next automatic address skips it; release gives it back.
+        assert_eq!(
+            assign(&mut b, "k8s-pod-network.c3", sec).unwrap(),
+            Ipv4Addr::new(10, 2, 36, 64)
+        );
+        assert_eq!(release(&mut b, "k8s-pod-network.c1"), [ip]);
     }
 
     #[test]

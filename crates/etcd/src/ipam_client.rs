@@ -201,6 +201,74 @@ pub async fn assign(
     )))
 }
 
+/// Hands address `ip` to `handle` on `node` (calico-ipam's `AssignIP`: a
+/// pod asking for its address with `IP=` in `CNI_ARGS`): `ip` must be in
+/// an enabled pool and free; its block is claimed for `node` if nobody has
+/// it yet (as calico-ipam does), else it is used whoever it is affine to.
+pub async fn assign_ip(
+    c: &mut Client,
+    node: &str,
+    ip: Ipv4Addr,
+    handle: &str,
+    secondary: Value,
+) -> Result<Assigned, Error> {
+    let salt = salt(handle);
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            back_off(attempt, salt).await;
+        }
+        let pools = pools(c).await?;
+        let Some(pool) = pools.iter().find(|p| p.cidr.contains(ip)) else {
+            return Err(Error::Refused(format!("{ip} is in no enabled IPv4 IPPool")));
+        };
+        let cidr = Ipv4Network::new(ip, pool.block_size)
+            .ok()
+            .and_then(|n| Ipv4Network::new(n.network(), pool.block_size).ok())
+            .ok_or_else(|| Error::Etcd(format!("bad block size /{}", pool.block_size)))?;
+        let key = layout::block_key(cidr);
+        let Some((mut block, rev)) = get(c, &key).await? else {
+            let affinity = layout::affinity_key(node, cidr);
+            let ops = vec![
+                TxnOp::put(key.as_str(), ipam::new_block(cidr, node).to_string(), None),
+                TxnOp::put(
+                    affinity.as_str(),
+                    json!({"state": "confirmed", "deleted": false}).to_string(),
+                    None,
+                ),
+            ];
+            if commit(c, vec![unchanged(&key, None)], ops).await? {
+                tracing::info!(%cidr, node, "claimed an IPAM block");
+            }
+            continue;
+        };
+        if ipam::assign_ip(&mut block, ip, handle, secondary.clone()).is_none() {
+            return Err(Error::Refused(format!("{ip} is not free in block {cidr}")));
+        }
+        let hkey = layout::handle_key(handle);
+        let old = get(c, &hkey).await?;
+        let Some(hval) = ipam::handle_value(old.as_ref().map(|(v, _)| v), handle, cidr, 1) else {
+            continue;
+        };
+        let when = vec![
+            unchanged(&key, Some(rev)),
+            unchanged(&hkey, old.map(|(_, r)| r)),
+        ];
+        let ops = vec![
+            TxnOp::put(key.as_str(), block.to_string(), None),
+            TxnOp::put(hkey.as_str(), hval.to_string(), None),
+        ];
+        if commit(c, when, ops).await? {
+            return Ok(Assigned {
+                address: ip,
+                block: cidr,
+            });
+        }
+    }
+    Err(Error::Etcd(format!(
+        "{ip} for {handle} not assigned after {ATTEMPTS} attempts (too much contention)"
+    )))
+}
+
 /// Frees every address `handle` holds and deletes the handle; returns the
 /// addresses freed (none when the handle does not exist: releasing twice
 /// is not an error).
@@ -274,6 +342,19 @@ pub fn assign_blocking(
     secondary: Value,
 ) -> Result<Assigned, Error> {
     with_client(settings, async |c| assign(c, node, handle, secondary).await)
+}
+
+/// [`assign_ip`], blocking.
+pub fn assign_ip_blocking(
+    settings: &Settings,
+    node: &str,
+    ip: Ipv4Addr,
+    handle: &str,
+    secondary: Value,
+) -> Result<Assigned, Error> {
+    with_client(settings, async |c| {
+        assign_ip(c, node, ip, handle, secondary).await
+    })
 }
 
 /// [`release`], blocking.

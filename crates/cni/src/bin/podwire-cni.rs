@@ -124,12 +124,8 @@ impl Ctx<'_> {
 
     fn ipam_add(&self) -> Result<String, CniError> {
         if self.ipam_type() == "podwire-ipam" {
-            let node = self.conf.node();
-            let secondary = json!({"namespace": self.namespace(), "pod": self.pod(), "node": node});
-            let a =
-                ipam_client::assign_blocking(&self.settings, &node, &self.call.handle(), secondary)
-                    .map_err(|e| self.datastore_error(e))?;
-            return Ok(a.address.to_string());
+            return podwire_cni::ipam_assign(&self.settings, &self.conf, self.call)
+                .map(|a| a.to_string());
         }
         let out = self.delegate("ADD")?;
         let v: Value = serde_json::from_str(&out)

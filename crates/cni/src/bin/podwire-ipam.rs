@@ -1,7 +1,8 @@
 //! `podwire-ipam`: a CNI IPAM plugin that allocates as calico-ipam does,
 //! on Calico's etcdv3 datastore (SPEC §11): ADD hands out one IPv4 address
 //! of a block affine to the node (claiming a block when none has room) to
-//! the handle `k8s-pod-network.<CNI_CONTAINERID>`; DEL releases what the
+//! the handle `k8s-pod-network.<CNI_CONTAINERID>`, or the address `IP=`
+//! in `CNI_ARGS` asks for (calico-ipam's convention); DEL releases what the
 //! handle holds (twice is fine); CHECK says whether it holds an address;
 //! VERSION, STATUS and GC as the specification has them.
 
@@ -26,17 +27,10 @@ fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     let handle = call.handle();
     match call.command {
         Command::Add => {
-            let node = conf.node();
-            let secondary = json!({
-                "namespace": call.arg("K8S_POD_NAMESPACE").unwrap_or(""),
-                "pod": call.arg("K8S_POD_NAME").unwrap_or(""),
-                "node": node,
-            });
-            let a = ipam_client::assign_blocking(&settings, &node, &handle, secondary)
-                .map_err(unreachable)?;
+            let address = podwire_cni::ipam_assign(&settings, &conf, call)?;
             Ok(Some(json!({
                 "cniVersion": conf.cni_version,
-                "ips": [{ "address": format!("{}/32", a.address) }],
+                "ips": [{ "address": format!("{address}/32") }],
             })))
         }
         Command::Del => {
