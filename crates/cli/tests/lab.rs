@@ -146,7 +146,8 @@ fn lab_runs_all_modes_and_cleans_up() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
-/// The lab on etcd: k8s-node2 joins while the others run; they route to
+/// The lab on etcd: the pods made through podwire-cni (the lab as the
+/// container runtime); k8s-node2 joins while the others run; they route to
 /// it without a restart, and its pods answer.
 #[test]
 fn lab_on_etcd_shows_a_node_joining() {
@@ -157,7 +158,9 @@ fn lab_on_etcd_shows_a_node_joining() {
         lab_succeeds("etcd", &["--datastore", "etcd", "--mode", "vxlan"]);
     for line in [
         "k8s-node1: datastore etcdv3 http://192.168.33.250:2379: connected, in sync",
-        "k8s-node2 joins: podwire datastore import of the whole cluster: wrote ",
+        "k8s-node2 joins: podwire datastore import of its Node and block: wrote ",
+        "podwire-cni ADD default/pod-1a on k8s-node1: 10.2.36.68/32 as eth0 in /var/run/netns/",
+        "podwire-cni ADD default/pod-2b on k8s-node2: 10.2.169.139/32 as eth0 in /var/run/netns/",
         "k8s-master: 10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink  (applied ",
         "k8s-node1: 10.2.169.128/26 via 10.2.169.129 dev vxlan.calico onlink  (applied ",
         "ping 10.2.36.68 -> 10.2.169.138 (k8s-node1 -> k8s-node2): 3/3 answered",

@@ -20,7 +20,7 @@ pub use crate::keep::{STATE_FILE, down};
 use crate::netns::{self, Harness, err};
 use crate::pcap::pcap_records;
 pub use crate::topology::cluster_yaml;
-use crate::topology::{NODES, Source, cluster_of, make_pods, podwire_cluster, start_nodes};
+use crate::topology::{NODES, Source, cni_pods, nodes_yaml, podwire_cluster, start_nodes};
 
 /// A failure of the lab, in words for the user.
 pub type LabError = netns::Error;
@@ -269,9 +269,11 @@ fn iperf(
 const ETCD_IP: &str = "192.168.33.250";
 
 /// The lab on etcd: one member on the underlay; k8s-master and k8s-node1
-/// start on a datastore that holds only them, then k8s-node2's resources
-/// are imported while they run, and they route to it without a restart
-/// before its own daemon starts. Returns the control sockets and pods of
+/// start on a datastore that holds only the pool and their Nodes and
+/// blocks, and their pods are made through `podwire-cni` (the lab being the
+/// container runtime); then k8s-node2's Node and block are imported while
+/// they run, they route to it without a restart before its own daemon
+/// starts, and its pods are made the same way. Returns the control sockets and pods of
 /// all three, as [`podwire_cluster`] does.
 fn etcd_cluster(
     w: &mut Harness,
@@ -281,6 +283,13 @@ fn etcd_cluster(
     nodes: &[String],
     say: &mut dyn FnMut(String),
 ) -> Result<(Vec<PathBuf>, Vec<crate::topology::Pod>), LabError> {
+    let cni = Path::new(exe).with_file_name("podwire-cni");
+    if !cni.is_file() {
+        return Err(err(format!(
+            "the lab on etcd makes its pods with {}: build it with `cargo build --release` (the workspace builds every binary)",
+            cni.display()
+        )));
+    }
     let ens = w.netns("etcd")?;
     w.attach(sw, "br0", &ens, "eth0", &format!("{ETCD_IP}/24"))?;
     let m = crate::etcd::cluster(w, &[(&ens, ETCD_IP)])?.remove(0);
@@ -304,25 +313,37 @@ fn etcd_cluster(
     let two = import(
         w,
         &format!("lab-{}-two.yaml", mode.name()),
-        &cluster_of(mode, 2),
+        &nodes_yaml(mode, &[0, 1]),
     )?;
     say(format!(
-        "etcd 3.4 at {} (on the underlay); podwire datastore import of k8s-master and k8s-node1: {two}",
+        "etcd 3.4 at {} (on the underlay); podwire datastore import of k8s-master's and k8s-node1's Nodes and blocks: {two}",
         m.url
     ));
     let source = Source::Etcd(&m.url);
     let mut controls = start_nodes(w, exe, source, mode, nodes, &[0, 1], 1)?;
-    let mut pods = make_pods(w, nodes, &[0, 1])?;
+    // The pods, as a container runtime makes them: through podwire-cni.
+    let (mut pods, lines) = cni_pods(
+        w,
+        &cni,
+        &m.url,
+        nodes,
+        &[(0, controls[0].clone()), (1, controls[1].clone())],
+    )?;
+    lines.into_iter().for_each(&mut *say);
     let line = podwire_daemon::control::request(&controls[1], "stats", false)
         .map_err(|e| err(e.to_string()))?;
     if let Some(l) = line.lines().find(|l| l.starts_with("datastore ")) {
         say(format!("k8s-node1: {l}"));
     }
-    // k8s-node2 joins: its Node, block and pods put into etcd.
-    let all = import(w, &format!("lab-{}.yaml", mode.name()), &cluster_yaml(mode))?;
+    // k8s-node2 joins: its Node and block put into etcd.
+    let third = import(
+        w,
+        &format!("lab-{}-node2.yaml", mode.name()),
+        &nodes_yaml(mode, &[2]),
+    )?;
     let joined = Instant::now();
     say(format!(
-        "k8s-node2 joins: podwire datastore import of the whole cluster: {all}"
+        "k8s-node2 joins: podwire datastore import of its Node and block: {third}"
     ));
     let block = NODES[2].host.block;
     for (i, c) in controls.iter().enumerate() {
@@ -347,8 +368,10 @@ fn etcd_cluster(
         }
     }
     controls.extend(start_nodes(w, exe, source, mode, nodes, &[2], 1)?);
-    pods.extend(make_pods(w, nodes, &[2])?);
-    say("k8s-node2's podwire started on the datastore, and its pods".into());
+    say("k8s-node2's podwire started on the datastore; its pods:".into());
+    let (more, lines) = cni_pods(w, &cni, &m.url, nodes, &[(2, controls[2].clone())])?;
+    lines.into_iter().for_each(&mut *say);
+    pods.extend(more);
     Ok((controls, pods))
 }
 

@@ -100,6 +100,91 @@ pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
     c.yaml()
 }
 
+/// The Nodes and blocks of [`NODES`]`[i]` for each `i` of `which`, with the
+/// pool and no endpoint: what the lab on etcd imports, its pods being
+/// made by `podwire-cni` (which writes their WorkloadEndpoints).
+pub(crate) fn nodes_yaml(mode: Mode, which: &[usize]) -> String {
+    let mut c = ClusterBuilder::new()
+        .comment(&format!("podwire lab, {} mode, nodes only", mode.name()))
+        .with(
+            Pool::new("default-ipv4-ippool", "10.2.0.0/16")
+                .block_size(26)
+                .overlay(mode.name())
+                .nat_outgoing(true),
+        );
+    for &i in which {
+        let h = NODES[i].host;
+        c = c.calico_node(h.name, &h.cidr(), h.block);
+    }
+    c.yaml()
+}
+
+/// The pods of the nodes `which`, made as a container runtime makes them:
+/// a network namespace each, then `podwire-cni` ADD run in the node's
+/// namespace against its daemon (`controls[i]`) and the datastore at
+/// `endpoints`, asking for the pod's address with `IP=` (calico-ipam's
+/// convention) so that the lab's addresses stay those of [`NODES`].
+/// Returns the pods and one line per ADD.
+pub(crate) fn cni_pods(
+    w: &mut Harness,
+    cni: &Path,
+    endpoints: &str,
+    nodes: &[String],
+    controls: &[(usize, PathBuf)],
+) -> Result<(Vec<Pod>, Vec<String>), Error> {
+    let (mut pods, mut lines) = (Vec::new(), Vec::new());
+    for (i, control) in controls {
+        let (n, ns) = (&NODES[*i], &nodes[*i]);
+        let conf = w.file(
+            &format!("cni-{}.conf", n.host.name),
+            &serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "k8s-pod-network",
+                "type": "podwire-cni",
+                "nodename": n.host.name,
+                "datastore_type": "etcdv3",
+                "etcd_endpoints": endpoints,
+                "podwire_control": control,
+                "ipam": { "type": "podwire-ipam" },
+            })
+            .to_string(),
+        )?;
+        for (k, (_, ip)) in n.pods.iter().enumerate() {
+            let short = format!("p{}{}", n.short, ["a", "b"][k]);
+            let pod_ns = w.netns(&short)?;
+            let pod = format!("pod-{}{}", n.short, ["a", "b"][k]);
+            let script = format!(
+                "CNI_COMMAND=ADD CNI_CONTAINERID=lab-{short} CNI_NETNS=/var/run/netns/{pod_ns}                  CNI_IFNAME=eth0 CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};IP={ip}'                  CNI_PATH={} exec {} < {}",
+                cni.parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                cni.display(),
+                conf.display()
+            );
+            let out = w.exec(ns, &["sh", "-c", &script])?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() {
+                return Err(err(format!(
+                    "podwire-cni ADD of {pod} on {}: {text}",
+                    n.host.name
+                )));
+            }
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| err(format!("podwire-cni ADD of {pod}: {e}: {text}")))?;
+            lines.push(format!(
+                "podwire-cni ADD default/{pod} on {}: {} as {} in {}, default via {}",
+                n.host.name,
+                v["ips"][0]["address"].as_str().unwrap_or("?"),
+                v["interfaces"][0]["name"].as_str().unwrap_or("?"),
+                v["interfaces"][0]["sandbox"].as_str().unwrap_or("?"),
+                v["routes"][0]["gw"].as_str().unwrap_or("?"),
+            ));
+            pods.push((pod_ns, *ip));
+        }
+    }
+    Ok((pods, lines))
+}
+
 /// The "internet": a host beyond the underlay's router that knows the
 /// nodes' subnet but no pod address, so that only a masqueraded packet
 /// from a pod is answered.

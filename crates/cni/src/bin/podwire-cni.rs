@@ -207,12 +207,36 @@ impl Ctx<'_> {
             let _ = ask_daemon(&self.control(), &format!("detach {interface}"));
             return Err(undo(self.datastore_error(e)));
         }
+        self.await_endpoint(&interface);
         Ok(json!({
             "cniVersion": self.conf.cni_version,
             "interfaces": [{ "name": self.call.ifname, "sandbox": self.call.netns }],
             "ips": [{ "address": format!("{ip}/32"), "interface": 0 }],
             "routes": [{ "dst": "0.0.0.0/0", "gw": "169.254.1.1" }],
         }))
+    }
+
+    /// Waits until the daemon serves `interface` (its snapshot took the
+    /// device, on the WorkloadEndpoint's arrival from the watch), so that
+    /// the pod's network works when ADD returns; before, the device is
+    /// held but not read. Asks `endpoints` every 5 ms — never a request that
+    /// blocks the daemon's control socket — for at most `AWAIT`; after that
+    /// ADD still succeeds (the endpoint is written; the daemon will take the
+    /// device), with a note on stderr.
+    fn await_endpoint(&self, interface: &str) {
+        const AWAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let start = std::time::Instant::now();
+        while start.elapsed() < AWAIT {
+            if let Ok(text) = ask_daemon(&self.control(), "endpoints") {
+                if text.split_whitespace().any(|w| w == interface) {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        note(&format!(
+            "the daemon did not serve {interface} within {AWAIT:?}; it will once its WorkloadEndpoint arrives"
+        ));
     }
 
     fn del(&self) -> Result<(), CniError> {
