@@ -27,7 +27,9 @@ use crate::settings::Settings;
 use crate::store::{Applied, Assembled, Store};
 
 /// After a change, how long to wait for the next before handing them over…
-const QUIET: Duration = Duration::from_millis(50);
+/// (a pod's CNI ADD waits for its endpoint to be served: this is most of
+/// that wait: at 50 ms, 100 ADDs took 72.5 ms each (median), at 15, 42.1.)
+const QUIET: Duration = Duration::from_millis(15);
 /// …and at most, after the first (SPEC §9: applied within a second).
 const MOST: Duration = Duration::from_millis(250);
 /// How often the watch asks for progress, and how long a member may stay

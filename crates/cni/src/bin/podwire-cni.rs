@@ -219,7 +219,7 @@ impl Ctx<'_> {
     /// Waits until the daemon serves `interface` (its snapshot took the
     /// device, on the WorkloadEndpoint's arrival from the watch), so that
     /// the pod's network works when ADD returns; before, the device is
-    /// held but not read. Asks `endpoints` every 5 ms — never a request that
+    /// held but not read. Asks `show endpoints` every 5 ms — never a request that
     /// blocks the daemon's control socket — for at most `AWAIT`; after that
     /// ADD still succeeds (the endpoint is written; the daemon will take the
     /// device), with a note on stderr.
@@ -227,7 +227,7 @@ impl Ctx<'_> {
         const AWAIT: std::time::Duration = std::time::Duration::from_secs(5);
         let start = std::time::Instant::now();
         while start.elapsed() < AWAIT {
-            if let Ok(text) = ask_daemon(&self.control(), "endpoints") {
+            if let Ok(text) = ask_daemon(&self.control(), "show endpoints") {
                 if text.split_whitespace().any(|w| w == interface) {
                     return;
                 }
