@@ -94,38 +94,20 @@ pub fn assign(block: &mut Value, handle: &str, secondary: Value) -> Option<Ipv4A
         }
         free.remove(0).as_u64()?
     };
-    let attributes = b
-        .entry("attributes")
-        .or_insert_with(|| json!([]))
-        .as_array_mut()?;
-    let index = attributes.len();
-    attributes.push(json!({ "handle_id": handle, "secondary": secondary }));
-    let slot = b
-        .get_mut("allocations")?
-        .as_array_mut()?
-        .get_mut(usize::try_from(ordinal).ok()?)?;
-    if !slot.is_null() {
-        return None;
-    }
-    *slot = json!(index);
+    allocate(b, ordinal, handle, secondary)?;
     Some(Ipv4Addr::from(
         u32::from(cidr.network()).wrapping_add(ordinal as u32),
     ))
 }
 
-/// Takes address `ip` of `block` for `handle` (calico-ipam's `AssignIP`,
-/// for a pod that asks for its address: `IP=` in `CNI_ARGS`); None when
-/// `ip` is not in the block or is not free.
-pub fn assign_ip(block: &mut Value, ip: Ipv4Addr, handle: &str, secondary: Value) -> Option<()> {
-    let cidr: Ipv4Network = block.get("cidr")?.as_str()?.parse().ok()?;
-    if !cidr.contains(ip) {
-        return None;
-    }
-    let ordinal = u64::from(u32::from(ip) - u32::from(cidr.network()));
-    let b = block.as_object_mut()?;
-    let free = b.get_mut("unallocated")?.as_array_mut()?;
-    let at = free.iter().position(|o| o.as_u64() == Some(ordinal))?;
-    free.remove(at);
+/// Records ordinal `ordinal` (already out of `unallocated`) as `handle`'s,
+/// with its attributes; None when the slot is not free.
+fn allocate(
+    b: &mut Map<String, Value>,
+    ordinal: u64,
+    handle: &str,
+    secondary: Value,
+) -> Option<()> {
     let attributes = b
         .entry("attributes")
         .or_insert_with(|| json!([]))
@@ -141,6 +123,22 @@ pub fn assign_ip(block: &mut Value, ip: Ipv4Addr, handle: &str, secondary: Value
     }
     *slot = json!(index);
     Some(())
+}
+
+/// Takes address `ip` of `block` for `handle` (calico-ipam's `AssignIP`,
+/// for a pod that asks for its address: `IP=` in `CNI_ARGS`); None when
+/// `ip` is not in the block or is not free.
+pub fn assign_ip(block: &mut Value, ip: Ipv4Addr, handle: &str, secondary: Value) -> Option<()> {
+    let cidr: Ipv4Network = block.get("cidr")?.as_str()?.parse().ok()?;
+    if !cidr.contains(ip) {
+        return None;
+    }
+    let ordinal = u64::from(u32::from(ip) - u32::from(cidr.network()));
+    let b = block.as_object_mut()?;
+    let free = b.get_mut("unallocated")?.as_array_mut()?;
+    let at = free.iter().position(|o| o.as_u64() == Some(ordinal))?;
+    free.remove(at);
+    allocate(b, ordinal, handle, secondary)
 }
 
 /// Frees every address of `block` that `handle` holds; returns them.

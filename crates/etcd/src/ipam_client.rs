@@ -144,21 +144,7 @@ pub async fn assign(
             let Some(address) = ipam::assign(&mut block, handle, secondary.clone()) else {
                 continue;
             };
-            let hkey = layout::handle_key(handle);
-            let old = get(c, &hkey).await?;
-            let Some(hval) = ipam::handle_value(old.as_ref().map(|(v, _)| v), handle, cidr, 1)
-            else {
-                continue;
-            };
-            let when = vec![
-                unchanged(&key, Some(rev)),
-                unchanged(&hkey, old.map(|(_, r)| r)),
-            ];
-            let ops = vec![
-                TxnOp::put(key.as_str(), block.to_string(), None),
-                TxnOp::put(hkey.as_str(), hval.to_string(), None),
-            ];
-            if commit(c, when, ops).await? {
+            if write_assignment(c, cidr, &block, rev, handle).await? {
                 return Ok(Assigned {
                     address,
                     block: cidr,
@@ -182,19 +168,7 @@ pub async fn assign(
         let Some(cidr) = pools.iter().find_map(|p| ipam::free_block(p, &taken)) else {
             return Err(Error::Etcd("every block of every IP pool is taken".into()));
         };
-        let key = layout::block_key(cidr);
-        let affinity = layout::affinity_key(node, cidr);
-        let ops = vec![
-            TxnOp::put(key.as_str(), ipam::new_block(cidr, node).to_string(), None),
-            TxnOp::put(
-                affinity.as_str(),
-                json!({"state": "confirmed", "deleted": false}).to_string(),
-                None,
-            ),
-        ];
-        if commit(c, vec![unchanged(&key, None)], ops).await? {
-            tracing::info!(%cidr, node, "claimed an IPAM block");
-        }
+        claim(c, node, cidr).await?;
     }
     Err(Error::Etcd(format!(
         "no address for {handle} after {ATTEMPTS} attempts (too much contention)"
@@ -227,37 +201,13 @@ pub async fn assign_ip(
             .ok_or_else(|| Error::Etcd(format!("bad block size /{}", pool.block_size)))?;
         let key = layout::block_key(cidr);
         let Some((mut block, rev)) = get(c, &key).await? else {
-            let affinity = layout::affinity_key(node, cidr);
-            let ops = vec![
-                TxnOp::put(key.as_str(), ipam::new_block(cidr, node).to_string(), None),
-                TxnOp::put(
-                    affinity.as_str(),
-                    json!({"state": "confirmed", "deleted": false}).to_string(),
-                    None,
-                ),
-            ];
-            if commit(c, vec![unchanged(&key, None)], ops).await? {
-                tracing::info!(%cidr, node, "claimed an IPAM block");
-            }
+            claim(c, node, cidr).await?;
             continue;
         };
         if ipam::assign_ip(&mut block, ip, handle, secondary.clone()).is_none() {
             return Err(Error::Refused(format!("{ip} is not free in block {cidr}")));
         }
-        let hkey = layout::handle_key(handle);
-        let old = get(c, &hkey).await?;
-        let Some(hval) = ipam::handle_value(old.as_ref().map(|(v, _)| v), handle, cidr, 1) else {
-            continue;
-        };
-        let when = vec![
-            unchanged(&key, Some(rev)),
-            unchanged(&hkey, old.map(|(_, r)| r)),
-        ];
-        let ops = vec![
-            TxnOp::put(key.as_str(), block.to_string(), None),
-            TxnOp::put(hkey.as_str(), hval.to_string(), None),
-        ];
-        if commit(c, when, ops).await? {
+        if write_assignment(c, cidr, &block, rev, handle).await? {
             return Ok(Assigned {
                 address: ip,
                 block: cidr,
@@ -342,6 +292,51 @@ pub fn assign_blocking(
     secondary: Value,
 ) -> Result<Assigned, Error> {
     with_client(settings, async |c| assign(c, node, handle, secondary).await)
+}
+
+/// Claims block `cidr` for `node` (the block and its affinity, unless
+/// someone wrote the block first).
+async fn claim(c: &mut Client, node: &str, cidr: Ipv4Network) -> Result<(), Error> {
+    let key = layout::block_key(cidr);
+    let affinity = layout::affinity_key(node, cidr);
+    let ops = vec![
+        TxnOp::put(key.as_str(), ipam::new_block(cidr, node).to_string(), None),
+        TxnOp::put(
+            affinity.as_str(),
+            json!({"state": "confirmed", "deleted": false}).to_string(),
+            None,
+        ),
+    ];
+    if commit(c, vec![unchanged(&key, None)], ops).await? {
+        tracing::info!(%cidr, node, "claimed an IPAM block");
+    }
+    Ok(())
+}
+
+/// Writes `block` (read at `rev`, with one more address of it now
+/// `handle`'s) and the handle, unless either changed meanwhile (false).
+async fn write_assignment(
+    c: &mut Client,
+    cidr: Ipv4Network,
+    block: &Value,
+    rev: i64,
+    handle: &str,
+) -> Result<bool, Error> {
+    let key = layout::block_key(cidr);
+    let hkey = layout::handle_key(handle);
+    let old = get(c, &hkey).await?;
+    let Some(hval) = ipam::handle_value(old.as_ref().map(|(v, _)| v), handle, cidr, 1) else {
+        return Ok(false);
+    };
+    let when = vec![
+        unchanged(&key, Some(rev)),
+        unchanged(&hkey, old.map(|(_, r)| r)),
+    ];
+    let ops = vec![
+        TxnOp::put(key.as_str(), block.to_string(), None),
+        TxnOp::put(hkey.as_str(), hval.to_string(), None),
+    ];
+    commit(c, when, ops).await
 }
 
 /// [`assign_ip`], blocking.

@@ -82,14 +82,7 @@ pub fn cluster_yaml(mode: Mode) -> String {
 
 /// The cluster of the first `nodes` of [`NODES`], with their pods.
 pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
-    let mut c = ClusterBuilder::new()
-        .comment(&format!("podwire lab, {} mode", mode.name()))
-        .with(
-            Pool::new("default-ipv4-ippool", "10.2.0.0/16")
-                .block_size(26)
-                .overlay(mode.name())
-                .nat_outgoing(true),
-        );
+    let mut c = with_pool(mode, &format!("podwire lab, {} mode", mode.name()));
     for n in &NODES[..nodes] {
         let h = n.host;
         c = c.calico_node(h.name, &h.cidr(), h.block);
@@ -100,18 +93,25 @@ pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
     c.yaml()
 }
 
+/// A cluster of the lab's pool alone (10.2.0.0/16, blocks of /26, the
+/// mode's overlay, natOutgoing), headed by `comment`.
+fn with_pool(mode: Mode, comment: &str) -> ClusterBuilder {
+    ClusterBuilder::new().comment(comment).with(
+        Pool::new("default-ipv4-ippool", "10.2.0.0/16")
+            .block_size(26)
+            .overlay(mode.name())
+            .nat_outgoing(true),
+    )
+}
+
 /// The Nodes and blocks of [`NODES`]`[i]` for each `i` of `which`, with the
 /// pool and no endpoint: what the lab on etcd imports, its pods being
 /// made by `podwire-cni` (which writes their WorkloadEndpoints).
 pub(crate) fn nodes_yaml(mode: Mode, which: &[usize]) -> String {
-    let mut c = ClusterBuilder::new()
-        .comment(&format!("podwire lab, {} mode, nodes only", mode.name()))
-        .with(
-            Pool::new("default-ipv4-ippool", "10.2.0.0/16")
-                .block_size(26)
-                .overlay(mode.name())
-                .nat_outgoing(true),
-        );
+    let mut c = with_pool(
+        mode,
+        &format!("podwire lab, {} mode, nodes only", mode.name()),
+    );
     for &i in which {
         let h = NODES[i].host;
         c = c.calico_node(h.name, &h.cidr(), h.block);
