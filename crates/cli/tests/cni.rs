@@ -218,6 +218,32 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
     let wep: Value = serde_json::from_str(wep.trim()).unwrap_or_else(|e| panic!("{e}: {wep:?}"));
     assert_eq!(wep["spec"]["ipNetworks"][0], format!("{}/32", pods[0].1));
     assert_eq!(wep["spec"]["containerID"], "web-0");
+    // A daemon killed and started again re-attaches the pod it made
+    // through CNI (its device in the pod's namespace, recorded in the
+    // daemon's state file within a second), and the pod is reached again.
+    std::thread::sleep(Duration::from_millis(1500));
+    t.lab.signal(NODES[0].name, "KILL");
+    assert!(!t.lab.stop(NODES[0].name).success());
+    controls[0] = t.lab.podwire_etcd(&nodes[0], &m.url, NODES[0].name, &[]);
+    let log = t.lab.log(NODES[0].name);
+    assert!(
+        log.contains("endpoint re-attached to the device a previous daemon left"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !t
+        .lab
+        .exec(&pods[1].0, &["ping", "-c", "1", "-W", "1", &pods[0].1])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node's pod never answered: {}",
+            t.lab.log(NODES[0].name)
+        );
+    }
+
     // Another IPAM plugin, delegated to by the CNI convention: Debian's
     // host-local, with a range of the pool that no block of podwire-ipam's
     // covers (10.2.250.0/24). Its node routes to it (the endpoint's /32);
