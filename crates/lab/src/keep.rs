@@ -22,12 +22,13 @@ struct State {
 /// Leaves `w` running: records it for `--down` and prints how to explore it.
 pub(crate) fn keep(mut w: Harness, exe: &str, say: &mut dyn FnMut(String)) -> Result<(), Error> {
     let (namespaces, procs) = w.detach();
-    // The daemons keep running (the capture has stopped).
+    // The daemons keep running, and on etcd the member (the capture has
+    // stopped); `--down` stops them.
     let state = State {
         namespaces,
         pids: procs
             .iter()
-            .filter(|(t, _)| t.starts_with("podwire-"))
+            .filter(|(t, _)| t.starts_with("podwire-") || t.starts_with("etcd-"))
             .map(|(_, pid)| *pid)
             .collect(),
         dir: w.dir.clone(),
@@ -73,7 +74,9 @@ pub fn down(out: &mut dyn std::io::Write) -> Result<(), Error> {
     let state: State =
         serde_json::from_str(&text).map_err(|e| err(format!("{STATE_FILE}: {e}")))?;
     for pid in &state.pids {
-        // Only our own daemons: a PID may have been reused since.
+        // Only our own processes: a PID may have been reused since (the
+        // lab's etcd has a `podwire-` cluster token and its data in the
+        // lab's directory).
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains("podwire") {
             let _ = run("kill", &["-TERM", &pid.to_string()]);
@@ -86,7 +89,7 @@ pub fn down(out: &mut dyn std::io::Write) -> Result<(), Error> {
     let _ = std::fs::remove_file(STATE_FILE);
     let _ = writeln!(
         out,
-        "removed {} namespaces and {} daemons (their logs and pcaps stay in {})",
+        "removed {} namespaces and {} processes (their logs and pcaps stay in {})",
         state.namespaces.len(),
         state.pids.len(),
         state.dir.display()
