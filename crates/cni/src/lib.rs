@@ -182,6 +182,18 @@ impl NetConf {
 
     /// The node: `nodename`, else this host's name (as calico's plugins
     /// fall back to it).
+    /// Code 11 for a datastore call that failed: the datastore at the
+    /// configuration's endpoints did not answer.
+    pub fn unreachable(&self, e: impl std::fmt::Display) -> CniError {
+        CniError::again(
+            format!(
+                "the datastore at {} did not answer",
+                self.etcd_endpoints.join(",")
+            ),
+            e.to_string(),
+        )
+    }
+
     pub fn node(&self) -> String {
         self.nodename.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -281,13 +293,7 @@ pub fn ipam_assign(
             msg: why,
             details: String::new(),
         },
-        e => CniError::again(
-            format!(
-                "the datastore at {} did not answer",
-                conf.etcd_endpoints.join(",")
-            ),
-            e.to_string(),
-        ),
+        e => conf.unreachable(e),
     })
 }
 

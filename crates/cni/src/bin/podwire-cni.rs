@@ -74,13 +74,7 @@ impl Ctx<'_> {
     }
 
     fn datastore_error(&self, e: podwire_etcd::client::Error) -> CniError {
-        CniError::again(
-            format!(
-                "the datastore at {} did not answer",
-                self.conf.etcd_endpoints.join(",")
-            ),
-            e.to_string(),
-        )
+        self.conf.unreachable(e)
     }
 
     /// Runs the delegated IPAM plugin with `command`; its stdout.

@@ -15,15 +15,7 @@ fn run(call: &Call, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     let conf = NetConf::parse(stdin)?;
     let endpoints: Vec<&str> = conf.etcd_endpoints.iter().map(String::as_str).collect();
     let settings = Settings::plain(&endpoints);
-    let unreachable = |e: podwire_etcd::client::Error| {
-        CniError::again(
-            format!(
-                "the datastore at {} did not answer",
-                conf.etcd_endpoints.join(",")
-            ),
-            e.to_string(),
-        )
-    };
+    let unreachable = |e: podwire_etcd::client::Error| conf.unreachable(e);
     let handle = call.handle();
     match call.command {
         Command::Add => {
