@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::etcd::{self, ctl};
-use common::{Lab, NODES, PODWIRE, ping, root_or_skip, testbed};
+use common::{Lab, NODES, PODWIRE, ping, root_or_skip, testbed, wait_reachable};
 use serde_json::Value;
 
 fn plugin() -> PathBuf {
@@ -50,23 +50,14 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
     }
     assert!(plugin().is_file(), "{} not built", plugin().display());
     let mut t = testbed("vxlan", &[], &["n1", "n2"]);
-    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let (ens, m, mut controls) = etcd::pool_only_cluster(&mut t);
     let nodes = t.nodes.clone();
-    let mut controls = Vec::new();
-    for (ns, host) in nodes.iter().zip(&NODES) {
-        controls.push(t.lab.podwire_etcd(ns, &m.url, host.name, &[]));
-    }
     let mut pods = Vec::new();
     let mut results = Vec::new();
     for (i, host) in NODES[..2].iter().enumerate() {
         let conf = t.lab.file(
             &format!("{}.conflist", host.name),
-            &format!(
-                r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"podwire-cni","nodename":"{}","datastore_type":"etcdv3","etcd_endpoints":"{}","mtu":0,"podwire_control":"{}","ipam":{{"type":"podwire-ipam"}}}}"#,
-                host.name,
-                m.url,
-                controls[i].display()
-            ),
+            &etcd::cni_conf(host.name, &m.url, &controls[i]).to_string(),
         );
         let pod = format!("web-{i}");
         let netns = t.lab.netns(&format!("pod{i}"));
@@ -101,18 +92,9 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         results.push(v);
     }
     // Across nodes, once each node has the other's endpoint.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !t
-        .lab
-        .exec(&pods[0].0, &["ping", "-c", "1", "-W", "1", &pods[1].1])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the pods never reached each other"
-        );
-    }
+    wait_reachable(&t.lab, &pods[0].0, &pods[1].1, || {
+        "the pods never reached each other".into()
+    });
     ping(&t.lab, &pods[0].0, &pods[1].1, 3);
     ping(&t.lab, &pods[1].0, &pods[0].1, 3);
 
@@ -230,19 +212,12 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         log.contains("endpoint re-attached to the device a previous daemon left"),
         "{log}"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !t
-        .lab
-        .exec(&pods[1].0, &["ping", "-c", "1", "-W", "1", &pods[0].1])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
+    wait_reachable(&t.lab, &pods[1].0, &pods[0].1, || {
+        format!(
             "the restarted node's pod never answered: {}",
             t.lab.log(NODES[0].name)
-        );
-    }
+        )
+    });
 
     // Another IPAM plugin, delegated to by the CNI convention: Debian's
     // host-local, with a range of the pool that no block of podwire-ipam's
@@ -286,18 +261,9 @@ fn cni_add_makes_pods_that_ping_across_nodes_and_del_leaves_nothing() {
         .trim_end_matches("/32")
         .to_string();
     assert!(ip.starts_with("10.2.250."), "{v}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !t
-        .lab
-        .exec(&pods[0].0, &["ping", "-c", "1", "-W", "1", &ip])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the host-local pod never answered"
-        );
-    }
+    wait_reachable(&t.lab, &pods[0].0, &ip, || {
+        "the host-local pod never answered".into()
+    });
     // host-local's own record of the lease, then its release on DEL.
     let lease = store.join("k8s-pod-network").join(&ip);
     assert!(lease.exists(), "{}", lease.display());
@@ -405,21 +371,18 @@ fn concurrent_cni_adds_on_one_node_and_on_two_get_distinct_addresses_and_devices
         return;
     }
     let mut t = testbed("vxlan", &[], &["n1", "n2"]);
-    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let (ens, m, controls) = etcd::pool_only_cluster(&mut t);
     let nodes = t.nodes.clone();
-    let mut confs = Vec::new();
-    for (ns, host) in nodes.iter().zip(&NODES) {
-        let control = t.lab.podwire_etcd(ns, &m.url, host.name, &[]);
-        confs.push(t.lab.file(
-            &format!("{}.conflist", host.name),
-            &format!(
-                r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"podwire-cni","nodename":"{}","datastore_type":"etcdv3","etcd_endpoints":"{}","podwire_control":"{}","ipam":{{"type":"podwire-ipam"}}}}"#,
-                host.name,
-                m.url,
-                control.display()
-            ),
-        ));
-    }
+    let confs: Vec<PathBuf> = NODES
+        .iter()
+        .zip(&controls)
+        .map(|(host, control)| {
+            t.lab.file(
+                &format!("{}.conflist", host.name),
+                &etcd::cni_conf(host.name, &m.url, control).to_string(),
+            )
+        })
+        .collect();
     // 20 at once on node 1, then 10 on each node at once.
     let first: Vec<(String, usize)> = (0..20).map(|i| (format!("a{i}"), 0)).collect();
     let second: Vec<(String, usize)> = (0..20).map(|i| (format!("b{i}"), i % 2)).collect();
@@ -437,34 +400,14 @@ fn concurrent_cni_adds_on_one_node_and_on_two_get_distinct_addresses_and_devices
         let addr = t.lab.ip(ns, &["-4", "-o", "addr", "show", "dev", "eth0"]);
         assert!(addr.contains(&format!("{ip}/32")), "{pod}: {addr}");
     }
-    let weps = ctl(
-        &t.lab,
-        &ens,
-        &m.url,
-        &[
-            "get",
-            "--keys-only",
-            "--prefix",
-            "/calico/resources/v3/projectcalico.org/workloadendpoints/",
-        ],
-    );
-    assert_eq!(
-        weps.lines().filter(|l| !l.trim().is_empty()).count(),
-        pods.len(),
-        "{weps}"
-    );
+    let weps = etcd::keys(&t.lab, &ens, &m.url, etcd::ENDPOINTS);
+    assert_eq!(weps.len(), pods.len(), "{weps:?}");
     // A pod of the first round reaches one of node 2's, and one of its own node's.
     let b1 = pods.iter().position(|(p, _)| p == "b1").unwrap();
     let b2 = pods.iter().position(|(p, _)| p == "b2").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !t
-        .lab
-        .exec(&made[0].0, &["ping", "-c", "1", "-W", "1", &made[b1].1])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "a0 never reached b1");
-    }
+    wait_reachable(&t.lab, &made[0].0, &made[b1].1, || {
+        "a0 never reached b1".into()
+    });
     ping(&t.lab, &made[0].0, &made[b2].1, 1);
     // DEL all at once: nothing left but the nodes' tunnel addresses.
     let lab = &t.lab;
@@ -475,27 +418,11 @@ fn concurrent_cni_adds_on_one_node_and_on_two_get_distinct_addresses_and_devices
             s.spawn(move || assert_eq!(cni(lab, ns, "DEL", pod, "", conf), (true, String::new())));
         }
     });
-    let left = ctl(
-        &t.lab,
-        &ens,
-        &m.url,
-        &["get", "--keys-only", "--prefix", "/calico/ipam/v2/handle/"],
-    );
-    for h in left.lines().filter(|l| !l.trim().is_empty()) {
+    for h in etcd::keys(&t.lab, &ens, &m.url, etcd::HANDLES) {
         assert!(h.contains("-tunnel-addr-"), "left allocated: {h}");
     }
-    let weps = ctl(
-        &t.lab,
-        &ens,
-        &m.url,
-        &[
-            "get",
-            "--keys-only",
-            "--prefix",
-            "/calico/resources/v3/projectcalico.org/workloadendpoints/",
-        ],
-    );
-    assert!(weps.trim().is_empty(), "{weps}");
+    let weps = etcd::keys(&t.lab, &ens, &m.url, etcd::ENDPOINTS);
+    assert!(weps.is_empty(), "{weps:?}");
     for (ns, _) in &made {
         wait_gone(&t.lab, ns);
     }

@@ -120,14 +120,7 @@ impl Drop for Pods<'_> {
 }
 
 fn wait_ping(lab: &Lab, from: &str, to: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !lab
-        .exec(from, &["ping", "-c", "1", "-W", "1", to])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "{from} never reached {to}");
-    }
+    common::wait_reachable(lab, from, to, String::new);
     ping(lab, from, to, 3);
 }
 
@@ -148,23 +141,27 @@ fn containerd_pods_ping_across_and_within_nodes_and_removal_leaves_nothing() {
         );
     }
     let mut t = testbed("vxlan", &[], &["n1", "n2"]);
-    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let (ens, m, controls) = etcd::pool_only_cluster(&mut t);
     let nodes = t.nodes.clone();
     let image = t.lab.dir.join("pause.tar");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pause-image.sh");
     common::must(script.to_str().unwrap(), &[image.to_str().unwrap(), PAUSE]);
-    let mut controls = Vec::new();
     let mut runtimes = Vec::new();
-    for (ns, host) in nodes.iter().zip(&NODES) {
-        let control = t.lab.podwire_etcd(ns, &m.url, host.name, &[]);
-        let conf = format!(
-            r#"{{"cniVersion":"1.0.0","name":"k8s-pod-network","plugins":[{{"type":"podwire-cni","nodename":"{}","datastore_type":"etcdv3","etcd_endpoints":"{}","mtu":0,"podwire_control":"{}","ipam":{{"type":"podwire-ipam"}}}}]}}"#,
+    for ((ns, host), control) in nodes.iter().zip(&NODES).zip(&controls) {
+        // A conflist, as containerd reads from its conf_dir.
+        let mut plugin = etcd::cni_conf(host.name, &m.url, control);
+        let list = serde_json::json!({
+            "cniVersion": plugin["cniVersion"].take(),
+            "name": plugin["name"].take(),
+            "plugins": [plugin],
+        });
+        runtimes.push(containerd(
+            &mut t.lab,
+            ns,
             host.name,
-            m.url,
-            control.display()
-        );
-        runtimes.push(containerd(&mut t.lab, ns, host.name, &conf, &image));
-        controls.push(control);
+            &list.to_string(),
+            &image,
+        ));
     }
     let mut clients: Vec<Cri> = runtimes
         .iter()
@@ -273,13 +270,7 @@ fn containerd_pods_ping_across_and_within_nodes_and_removal_leaves_nothing() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let handles = ctl(
-        &t.lab,
-        &ens,
-        &m.url,
-        &["get", "--keys-only", "--prefix", "/calico/ipam/v2/handle/"],
-    );
-    for h in handles.lines().filter(|l| !l.trim().is_empty()) {
+    for h in etcd::keys(&t.lab, &ens, &m.url, etcd::HANDLES) {
         assert!(h.contains("-tunnel-addr-"), "left allocated: {h}");
     }
     drop(pods);

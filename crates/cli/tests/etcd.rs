@@ -720,12 +720,8 @@ fn a_cluster_of_podwire_nodes_needs_only_its_pools() {
         return;
     }
     let mut t = testbed("vxlan", &[], &["n1", "n2"]);
-    let (ens, m) = etcd::with_only_a_pool(&mut t);
+    let (ens, m, mut controls) = etcd::pool_only_cluster(&mut t);
     let nodes = t.nodes.clone();
-    let mut controls = Vec::new();
-    for (ns, host) in nodes.iter().zip(&NODES) {
-        controls.push(t.lab.podwire_etcd(ns, &m.url, host.name, &[]));
-    }
     let node = |lab: &common::Lab, name: &str| -> serde_json::Value {
         let v = ctl(
             lab,

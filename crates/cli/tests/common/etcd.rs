@@ -73,3 +73,53 @@ pub fn with_only_a_pool(t: &mut super::Testbed) -> (String, Member) {
     );
     (ens, m)
 }
+
+/// [`with_only_a_pool`], then a podwire daemon on every node of `t` on it
+/// (each writes its own Node); returns the etcd member's namespace, the
+/// member and the daemons' control sockets, in the order of the nodes.
+pub fn pool_only_cluster(t: &mut super::Testbed) -> (String, Member, Vec<std::path::PathBuf>) {
+    let (ens, m) = with_only_a_pool(t);
+    let nodes = t.nodes.clone();
+    let controls = nodes
+        .iter()
+        .zip(&super::NODES)
+        .map(|(ns, host)| t.lab.podwire_etcd(ns, &m.url, host.name, &[]))
+        .collect();
+    (ens, m, controls)
+}
+
+/// The keys under `prefix` (`etcdctl get --keys-only --prefix`).
+pub fn keys(lab: &Lab, ns: &str, endpoints: &str, prefix: &str) -> Vec<String> {
+    ctl(
+        lab,
+        ns,
+        endpoints,
+        &["get", "--keys-only", "--prefix", prefix],
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
+/// Where the WorkloadEndpoints are.
+pub const ENDPOINTS: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
+/// Where the IPAM handles are.
+pub const HANDLES: &str = "/calico/ipam/v2/handle/";
+
+/// The network configuration of `podwire-cni` with `podwire-ipam` for
+/// node `node`, on the datastore at `endpoints` and the daemon at
+/// `control` (the shape of examples/cni/10-podwire.conflist's plugin).
+pub fn cni_conf(node: &str, endpoints: &str, control: &std::path::Path) -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "k8s-pod-network",
+        "type": "podwire-cni",
+        "nodename": node,
+        "datastore_type": "etcdv3",
+        "etcd_endpoints": endpoints,
+        "mtu": 0,
+        "podwire_control": control,
+        "ipam": { "type": "podwire-ipam" },
+    })
+}

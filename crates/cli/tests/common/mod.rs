@@ -240,6 +240,24 @@ impl Lab {
 }
 
 /// `count` pings from namespace `from` to `to`, all answered.
+/// Waits (15 s at most) until namespace `from` gets an echo reply from
+/// `to`; on failure, panics with `why()`: for pods whose routes arrive
+/// through a datastore watch.
+pub fn wait_reachable(lab: &Lab, from: &str, to: &str, why: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !lab
+        .exec(from, &["ping", "-c", "1", "-W", "1", to])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{from} never reached {to}: {}",
+            why()
+        );
+    }
+}
+
 pub fn ping(lab: &Lab, from: &str, to: &str, count: usize) {
     let out = ok(lab.0.ping(from, to, count)).output;
     let text = String::from_utf8_lossy(&out.stdout);
