@@ -13,11 +13,23 @@ use etcd_client::{
 use crate::layout::{IPAM, RESOURCES};
 use crate::settings::Settings;
 
-/// What a node reads and watches: every v3 resource (most are dropped by
+/// What a node reads: every v3 resource (most are dropped by
 /// their key) and the IPAM blocks; not the handles and affinities, which
 /// grow with the pods of the whole cluster and are IPAM's business.
 pub fn prefixes() -> [String; 2] {
     [RESOURCES.to_string(), format!("{IPAM}assignment/")]
+}
+
+/// What a node watches: one range, `[from, to)`, from the IPAM blocks to
+/// the end of the v3 resources, so that one watcher gives each transaction
+/// in one response. (Two watchers, one per prefix, give a transaction that
+/// touches both, a pod's block and its endpoint, as two responses, which a
+/// loaded machine can deliver far enough apart to be applied as two
+/// changes.) The range also holds the IPAM handles and affinities, whose
+/// events are dropped by their key: a handle changes with an allocation,
+/// as its block does, and is a small fraction of the block's size.
+pub fn watched() -> (String, Vec<u8>) {
+    (format!("{IPAM}assignment/"), prefix_end(RESOURCES))
 }
 
 /// Keys per page of a read: a large cluster never arrives as one response.
@@ -302,37 +314,51 @@ pub async fn read_node(
     Ok(revision)
 }
 
-/// Watches `prefixes` on one stream from revision `from`, with previous
-/// values; the watches' IDs are those of their creation responses.
+/// Watches the keys `[key, end)` from revision `from`, with previous
+/// values and progress notifications, as one watcher.
 pub async fn watch(
     client: &mut Client,
-    prefixes: &[String],
+    (key, end): (String, Vec<u8>),
     from: i64,
 ) -> Result<WatchStream, Error> {
-    let opts = |p: &str| {
-        WatchOptions::new()
-            .with_range(prefix_end(p))
-            .with_prev_key()
-            .with_progress_notify()
-            .with_start_revision(from)
-    };
-    let Some((first, rest)) = prefixes.split_first() else {
-        return Err(Error::Etcd("nothing to watch".into()));
-    };
+    let opts = WatchOptions::new()
+        .with_range(end)
+        .with_prev_key()
+        .with_progress_notify()
+        .with_start_revision(from);
     let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
-    let mut stream = deadline(TIMEOUT, async {
-        Ok(watcher.watch(first.clone(), Some(opts(first))).await?)
-    })
-    .await?;
-    for p in rest {
-        stream.watch(p.clone(), Some(opts(p))).await?;
-    }
-    Ok(stream)
+    deadline(TIMEOUT, async { Ok(watcher.watch(key, Some(opts)).await?) }).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_range_holds_every_key_a_node_follows_and_no_felix_or_bgp_key() {
+        let (from, to) = watched();
+        let inside = |k: &str| k.as_bytes() >= from.as_bytes() && k.as_bytes() < &to[..];
+        for k in [
+            "/calico/ipam/v2/assignment/ipv4/block/10.2.37.0-26",
+            "/calico/resources/v3/projectcalico.org/ippools/default-pool",
+            "/calico/resources/v3/projectcalico.org/nodes/k8s-node1",
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/default/k8s--node1-k8s-pod-eth0",
+        ] {
+            assert!(inside(k), "{k} is not watched");
+        }
+        for k in [
+            "/calico/felix/v2/default/host/k8s-node1/status",
+            "/calico/bgp/v1/host/k8s-node1/ip_addr_v4",
+            "/calico/resources/v3/projectcalico.org0",
+            "/calico/ipam/v2/assignment",
+        ] {
+            assert!(!inside(k), "{k} is watched");
+        }
+        // Every key of both prefixes a node reads is in the one range.
+        for p in prefixes() {
+            assert!(inside(&p) && inside(&format!("{p}\u{7f}")), "{p}");
+        }
+    }
 
     #[test]
     fn a_prefix_ends_where_its_last_byte_steps() {

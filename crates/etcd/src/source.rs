@@ -342,7 +342,7 @@ async fn watch(
     revision: i64,
 ) -> Result<bool, Error> {
     let status = &inner.status;
-    let mut stream = client::watch(c, &client::prefixes(), revision + 1).await?;
+    let mut stream = client::watch(c, client::watched(), revision + 1).await?;
     // The first and last unpublished change.
     let mut pending: Option<(Instant, Instant)> = None;
     // Liveness: a progress request every PROBE; a member that answers
