@@ -66,6 +66,18 @@ enum Command {
         /// offloads.
         #[arg(long)]
         no_packet_gso: bool,
+        /// In VXLAN, send each TCP super-packet from a pod whole into the
+        /// node's kernel through a TAP device (podwire.tx: Linux 6.17's GSO
+        /// over UDP tunnels), which cuts it into VXLAN segments as its own
+        /// VXLAN device would, instead of segmenting in userspace. Probed
+        /// at start (older kernels fall back by themselves); needs the TUN
+        /// offloads and net.ipv4.conf.all.rp_filter 0. Off by default for
+        /// now: the segments leave with the inner TCP checksum for the NIC
+        /// to complete, and a receiver on the same host behind a veth (a
+        /// lab) gets it incomplete unless the underlay's tx checksumming is
+        /// off (ethtool -K eth0 tx off). See docs/performance.md.
+        #[arg(long)]
+        tunnel_gso: bool,
         /// The host path (SPEC §10): a TUN device of this name in the
         /// node's namespace through which the node's kernel reaches pods
         /// and pods reach what is outside every pool (the node itself,
@@ -493,6 +505,7 @@ fn main() -> ExitCode {
             no_tun_offload,
             no_udp_segment,
             no_packet_gso,
+            tunnel_gso,
             host_interface,
         } => {
             init_logging();
@@ -513,6 +526,7 @@ fn main() -> ExitCode {
                 tun_offload: !no_tun_offload,
                 udp_segment: !no_udp_segment,
                 packet_gso: !no_tun_offload && !no_packet_gso,
+                tunnel_gso: !no_tun_offload && tunnel_gso,
                 host_interface,
             };
             match daemon::run(opts, source) {

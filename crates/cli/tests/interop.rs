@@ -97,6 +97,17 @@ fn vxlan_with_a_kernel_node_without_offloads() {
     }
 }
 
+/// The same with the pod's TCP super-packets whole through the tunnel TAP
+/// (`--tunnel-gso`): the node's kernel cuts them into VXLAN segments, which
+/// the kernel node takes; tshark checks every data segment podwire's node
+/// sent during a transfer, field by field, as the kernel's VXLAN sends them.
+#[test]
+fn vxlan_super_packets_whole_with_a_kernel_node() {
+    if root_or_skip("vxlan_super_packets_whole_with_a_kernel_node") {
+        kernel_interop(&["--tunnel-gso"]);
+    }
+}
+
 fn kernel_interop(podwire_flags: &[&str]) {
     let Hosts {
         mut lab,
@@ -109,7 +120,10 @@ fn kernel_interop(podwire_flags: &[&str]) {
     // the NIC (UDP_SEGMENT with checksum offload); a veth never completes
     // it, so on this underlay the kernel computes it in software, as it
     // does for a NIC without offload, and the capture shows it complete.
-    if podwire_flags.is_empty() {
+    // The same for the tunnel TAP's segments: the kernel cuts them up with
+    // their inner TCP checksums partial, for the NIC.
+    let tunnel = podwire_flags.contains(&"--tunnel-gso");
+    if podwire_flags.is_empty() || tunnel {
         lab.must_exec(&a, &["ethtool", "-K", "eth0", "tx", "off"]);
     }
     let ctl = lab.podwire(&a, &config, "k8s-node1", podwire_flags);
@@ -177,6 +191,64 @@ fn kernel_interop(podwire_flags: &[&str]) {
     assert!(ports.len() <= 2, "one source port per flow: {ports:?}");
     let stats = lab.stats(&ctl);
     assert_eq!(lab.drops(&ctl, "bad-checksum"), 0, "{stats}");
+    if tunnel {
+        tunnel_segments(&mut lab, &ctl, &b, &pa, &pb);
+    }
+}
+
+/// A transfer from `pa` to the kernel node's pod `pb` while `b`'s underlay
+/// is captured: podwire sent the pod's super-packets whole, and each data
+/// segment on the wire is a VXLAN packet of at most the underlay's 1500
+/// bytes with the kernel VXLAN device's fields and good checksums, outer
+/// and inner.
+fn tunnel_segments(lab: &mut Lab, ctl: &std::path::Path, b: &str, pa: &str, pb: &str) {
+    let pcap = lab.dir.join("tunnel.pcap");
+    capture(lab, b, "eth0", &pcap, "tcpdump-tunnel");
+    transfer(lab, pa, pb, "10.2.169.138", 10, 6101);
+    stop_capture(lab, "tcpdump-tunnel");
+    let stats = lab.stats(ctl);
+    assert_eq!(stats["offloads"]["tunnel_gso"], true, "{stats}");
+    let whole = stats["super_packets"]["sent_whole"].as_u64().unwrap();
+    assert!(whole > 20, "super-packets sent whole: {stats}");
+    assert_eq!(stats["super_packets"]["split"], 0, "{stats}");
+    let rows = tshark(
+        &pcap,
+        "vxlan && ip.src == 192.168.33.55 && tcp.len > 0",
+        &[
+            "ip.len",
+            "ip.ttl",
+            "ip.flags.df",
+            "ip.checksum.status",
+            "udp.dstport",
+            "udp.checksum.status",
+            "vxlan.vni",
+            "tcp.checksum.status",
+            "tcp.len",
+            "udp.srcport",
+        ],
+    );
+    assert!(rows.len() > 1000, "data segments captured: {}", rows.len());
+    let (mut full, mut ports) = (0, std::collections::BTreeSet::new());
+    for r in &rows {
+        let outer = |i: usize| r[i].split(',').next().unwrap_or("").to_string();
+        let inner = |i: usize| r[i].split(',').next_back().unwrap_or("").to_string();
+        let len: usize = outer(0).parse().unwrap();
+        assert!(len <= 1500, "outer length within the underlay's MTU: {r:?}");
+        full += usize::from(len == 1500);
+        assert_eq!(outer(1), "64", "outer TTL: {r:?}");
+        assert_eq!(inner(1), "63", "inner TTL: {r:?}");
+        assert_eq!(outer(2), "0", "outer DF clear: {r:?}");
+        assert_eq!(r[3], "1,1", "outer and inner IPv4 checksums good: {r:?}");
+        assert_eq!(r[4], "4789");
+        assert_eq!(r[5], "1", "UDP checksum good: {r:?}");
+        assert_eq!(r[6], "4096", "VNI: {r:?}");
+        assert_eq!(r[7], "1", "inner TCP checksum good: {r:?}");
+        ports.insert(r[9].clone());
+    }
+    // Full-size segments (1450 bytes inside) carry most of the transfer,
+    // all from the flow's one source port.
+    assert!(full * 2 > rows.len(), "{full} of {} full", rows.len());
+    assert_eq!(ports.len(), 1, "one source port for the flow: {ports:?}");
 }
 
 /// Direct mode (Calico's BGP mode) against a node whose kernel routes pod

@@ -68,10 +68,18 @@ pub struct Options {
     /// Direct mode: super-packets whole through packet sockets with
     /// `PACKET_VNET_HDR`: on unless turned off (needs `tun_offload`).
     pub packet_gso: bool,
+    /// VXLAN: TCP super-packets whole into the kernel through the tunnel
+    /// TAP ([`TUNNEL_TAP`]), cut into segments there: off unless asked for
+    /// (needs `tun_offload`); probed at start, cut up in userspace when the
+    /// kernel cannot.
+    pub tunnel_gso: bool,
     /// The host path (SPEC §10) through a TUN device of this name in the
     /// node's namespace; `None`: off.
     pub host_interface: Option<String>,
 }
+
+/// The tunnel TAP's name in the node's namespace (one podwire a namespace).
+pub const TUNNEL_TAP: &str = "podwire.tx";
 
 /// A local endpoint's device: one queue per worker, and counters.
 pub struct EndpointIo {
@@ -320,6 +328,23 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             None
         }
     };
+    // VXLAN super-packets whole through the tunnel TAP, when the kernel
+    // takes them.
+    let mut tunnel = None;
+    if opts.tunnel_gso && opts.tun_offload {
+        match podwire_io::tap::open(TUNNEL_TAP, threads) {
+            Ok(t) => {
+                tracing::info!(
+                    interface = TUNNEL_TAP,
+                    "VXLAN super-packets go whole to the kernel through the tunnel TAP"
+                );
+                tunnel = Some(t);
+            }
+            Err(e) => tracing::warn!("{e}; VXLAN super-packets are cut up in userspace"),
+        }
+    }
+    let tunnel_mac = tunnel.as_ref().map(|t| t.mac);
+    let mut tunnel_queues = tunnel.map(|t| t.queues).unwrap_or_default().into_iter();
     // Sockets first: without them there is no point creating devices.
     let mut ios = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -373,6 +398,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             direct_tx: direct_tx.map(|t| Box::new(t) as Box<dyn TxBatch>),
             direct_rx: direct_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
             vxlan_tx,
+            tunnel: tunnel_mac.zip(tunnel_queues.next()),
         });
     }
     // A podwire before blackhole routes turned forwarding off on the
@@ -391,6 +417,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         udp_gro: ios
             .iter()
             .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
+        tunnel_gso: ios.iter().all(|io| io.tunnel.is_some()),
         packet_gso: ios.iter().all(|io| {
             io.direct_tx.as_ref().is_some_and(|t| t.vnet())
                 && io.direct_rx.as_ref().is_none_or(|r| r.vnet())

@@ -256,6 +256,9 @@ pub struct Offloads {
     /// Direct mode: TCP super-packets sent and received whole through
     /// packet sockets with `PACKET_VNET_HDR`.
     pub packet_gso: bool,
+    /// VXLAN: TCP super-packets sent whole into the kernel through the
+    /// tunnel TAP, which cuts them into segments.
+    pub tunnel_gso: bool,
 }
 
 /// Everything `podwire show stats` prints.
@@ -371,11 +374,12 @@ impl Totals {
         let on = |b: bool| if b { "on" } else { "off" };
         let _ = writeln!(
             s,
-            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}",
+            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}, tunnel-gso {}",
             on(self.offloads.tun),
             on(self.offloads.udp_segment),
             on(self.offloads.udp_gro),
-            on(self.offloads.packet_gso)
+            on(self.offloads.packet_gso),
+            on(self.offloads.tunnel_gso)
         );
         let _ = writeln!(
             s,

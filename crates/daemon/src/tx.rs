@@ -2,7 +2,8 @@
 //! (never copied), and flushed with as few system calls as the kernel
 //! allows — TUN writes (consecutive segments of a flow merged by the
 //! pipeline's GRO policy), `sendmmsg` on the raw socket, frames on the
-//! packet socket, and VXLAN runs through `UDP_SEGMENT` sockets.
+//! packet socket, VXLAN runs through `UDP_SEGMENT` sockets, and VXLAN
+//! super-packets whole into the tunnel TAP.
 
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -14,6 +15,9 @@ use super::worker::RateLimited;
 use podwire::pipeline::gro::{self, MAX_MERGE};
 use podwire::pipeline::{self, DropReason, Target};
 use podwire::table::EndpointId;
+use podwire::wire::MacAddr;
+use podwire::wire::vnet::TNL_LEN;
+use podwire_io::tap::TapQueue;
 use podwire_io::udp::{MAX_RUN_SEGMENTS, MAX_RUNS, SegmentSender};
 use podwire_io::{SendReport, TxBatch};
 use podwire_wire::tcp_gro::{self, MAX_HEADER_BLOCK};
@@ -59,6 +63,10 @@ pub struct Tx {
     raw_queue: Vec<Pending>,
     frames: Vec<Pending>,
     vxlan_queue: Vec<PendingVxlan>,
+    /// The tunnel TAP (its MAC, this worker's queue) and the frames
+    /// waiting for it, each with its tunnel header.
+    tunnel: Option<(MacAddr, TapQueue)>,
+    tunnel_queue: Vec<(Slot, [u8; TNL_LEN])>,
     errors: RateLimited,
 }
 
@@ -68,6 +76,7 @@ impl Tx {
         raw: Box<dyn TxBatch>,
         direct: Option<Box<dyn TxBatch>>,
         vxlan: Option<SegmentSender>,
+        tunnel: Option<(MacAddr, TapQueue)>,
         capacity: usize,
     ) -> Tx {
         Tx {
@@ -79,6 +88,8 @@ impl Tx {
             raw_queue: Vec::with_capacity(capacity),
             frames: Vec::with_capacity(capacity),
             vxlan_queue: Vec::with_capacity(capacity),
+            tunnel,
+            tunnel_queue: Vec::with_capacity(capacity),
             errors: RateLimited::new(),
         }
     }
@@ -87,6 +98,17 @@ impl Tx {
     /// (and so TCP super-packets may go to direct-mode next hops whole).
     pub fn direct_vnet(&self) -> bool {
         self.direct.as_ref().is_some_and(|t| t.vnet())
+    }
+
+    /// The tunnel TAP's MAC, when VXLAN super-packets may go whole.
+    pub fn tunnel_mac(&self) -> Option<MacAddr> {
+        self.tunnel.as_ref().map(|t| t.0)
+    }
+
+    /// Queues a VXLAN super-packet framed for the tunnel TAP, written after
+    /// `hdr`.
+    pub fn queue_tunnel(&mut self, slot: Slot, hdr: [u8; TNL_LEN]) {
+        self.tunnel_queue.push((slot, hdr));
     }
 
     pub fn queue_delivery(&mut self, to: EndpointId, slot: Slot, whole: bool, bytes: usize) {
@@ -137,6 +159,7 @@ impl Tx {
     pub fn flush(&mut self, snap: &Snapshot, pool: &mut Pool, t: &mut Tally) {
         self.flush_endpoints(snap, pool, t);
         self.flush_vxlan(snap, pool, t);
+        self.flush_tunnel(pool, t);
         if !self.raw_queue.is_empty() {
             let report = self
                 .raw
@@ -246,6 +269,39 @@ impl Tx {
         }
         self.deliveries = list;
         self.deliveries.clear();
+    }
+
+    /// Writes the queued VXLAN super-packets into the tunnel TAP, one
+    /// `writev` each: the tunnel header, then the frame.
+    fn flush_tunnel(&mut self, pool: &Pool, t: &mut Tally) {
+        let Some((_, queue)) = self.tunnel.as_ref() else {
+            t.drops(DropReason::NoUnderlay, self.tunnel_queue.len());
+            self.tunnel_queue.clear();
+            return;
+        };
+        let (mut full, mut failed, mut last_error) = (0, 0, None);
+        for (slot, hdr) in &self.tunnel_queue {
+            let frame = pool.bytes(slot);
+            t.syscalls(1);
+            match queue.send_vectored(&[IoSlice::new(hdr), IoSlice::new(frame)]) {
+                // Counted as the outer packet, without its Ethernet header.
+                Ok(_) => t.tx(Mode::Vxlan, frame.len().saturating_sub(14)),
+                Err(e) if is_full(&e) => full += 1,
+                Err(e) => {
+                    failed += 1;
+                    last_error = Some(e);
+                }
+            }
+        }
+        self.tunnel_queue.clear();
+        t.drops(DropReason::TxFull, full);
+        t.drops(DropReason::TxError, failed);
+        if let (Some(e), Some(held)) = (last_error, self.errors.allow()) {
+            tracing::warn!(
+                worker = self.index,
+                "write to the tunnel TAP: {e} ({held} similar errors not logged)"
+            );
+        }
     }
 
     /// Sends queued VXLAN packets: each run of packets to one node from one

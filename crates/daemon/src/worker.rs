@@ -28,6 +28,8 @@ use podwire::pipeline::{
     self, DropReason, FromTun, Gso, HEADROOM, Packet, State, UdpChecksum, Verdict, l2,
 };
 use podwire::table::{EndpointId, Via};
+use podwire::wire::MacAddr;
+use podwire_io::tap::TapQueue;
 use podwire_io::tun;
 use podwire_io::udp::SegmentSender;
 use podwire_io::{BATCH, Received, RxBatch, TxBatch};
@@ -59,6 +61,9 @@ pub struct WorkerIo {
     /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
     /// without it, VXLAN goes out of `raw_tx` with a software checksum.
     pub vxlan_tx: Option<SegmentSender>,
+    /// VXLAN super-packets whole: the tunnel TAP's MAC and this worker's
+    /// queue of it.
+    pub tunnel: Option<(MacAddr, TapQueue)>,
 }
 
 /// A log line at most once per interval, with the count of what it stood for.
@@ -154,6 +159,7 @@ impl Worker {
                 io.raw_tx,
                 io.direct_tx,
                 io.vxlan_tx,
+                io.tunnel,
                 RX_BUFS + FRAG_BUFS,
             ),
             tally: Tally::default(),
@@ -297,7 +303,10 @@ impl Worker {
             return;
         };
         let mut counted = FlowTally::default();
-        let direct_whole = self.tx.direct_vnet();
+        let whole = l2::Whole {
+            direct: self.tx.direct_vnet(),
+            vxlan: self.tx.tunnel_mac().is_some(),
+        };
         let mut filled = 0;
         loop {
             // Room for the next read's segments: flush first if there is not.
@@ -337,7 +346,7 @@ impl Worker {
             };
             let len = n - vnet::LEN;
             let mut pkt = Packet::new(buf, HEADROOM, len);
-            match l2::from_tun(&snap.tables, &hdr, &mut pkt, direct_whole) {
+            match l2::from_tun(&snap.tables, &hdr, &mut pkt, whole) {
                 Err(reason) => self.tally.drop(reason),
                 Ok(FromTun::Packet) => {
                     counted.add(len);
@@ -467,6 +476,17 @@ impl Worker {
                         // The refresher is woken once per batch (at the flush).
                         self.missed_next_hop |= reason == DropReason::NoNeighbour;
                     }
+                }
+            }
+            Verdict::Send(pipeline::Target::Vxlan { .. }) if gso.is_some() => {
+                let mut pkt = Packet::new(self.pool.buf(s.buf), s.start, s.len());
+                let framed = match (self.tx.tunnel_mac(), gso) {
+                    (Some(mac), Some(g)) => l2::frame_tunnel(&mut pkt, mac, g),
+                    _ => Err(DropReason::UnsupportedGso),
+                };
+                match framed {
+                    Ok(hdr) => self.tx.queue_tunnel(slot(s.buf, &pkt), hdr),
+                    Err(reason) => self.tally.drop(reason),
                 }
             }
             Verdict::Send(target) => {

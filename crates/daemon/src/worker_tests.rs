@@ -113,6 +113,7 @@ impl Harness {
             direct_tx: None,
             direct_rx: None,
             vxlan_tx: None,
+            tunnel: None,
         };
         let (poll, waker) = poll_with_waker().unwrap();
         let w = Worker::new(0, Arc::clone(&shared), poll, io).unwrap();

@@ -128,7 +128,11 @@ fn framing_and_coalescing_do_not_allocate() {
             for hdr in [&gso_hdr, &plain] {
                 buf[HEADROOM..HEADROOM + tcp.len()].copy_from_slice(&tcp);
                 let mut pkt = Packet::new(&mut buf, HEADROOM, tcp.len());
-                let r = l2::from_tun(&t, hdr, &mut pkt, true);
+                let whole = l2::Whole {
+                    direct: true,
+                    vxlan: true,
+                };
+                let r = l2::from_tun(&t, hdr, &mut pkt, whole);
                 let gso = match r {
                     Ok(l2::FromTun::Whole { gso, .. }) => Some(gso),
                     _ => None,

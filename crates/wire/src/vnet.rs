@@ -22,6 +22,18 @@ pub const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the segments carry ECN (CWR on the first).
 pub const GSO_ECN: u8 = 0x80;
 
+/// Length of `struct virtio_net_hdr_v1_hash_tunnel` (Linux 6.17): the
+/// header above (10 bytes), `num_buffers` (2), the hash report (8), and
+/// the tunnel's `outer_th_offset` and `inner_nh_offset` (2 + 2). A TUN or
+/// TAP device whose header size (`TUNSETVNETHDRSZ`) is this long parses
+/// them on writes: GSO over a UDP tunnel.
+pub const TNL_LEN: usize = 24;
+/// `VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM`: the outer UDP checksum holds the
+/// pseudo-header sum, for the kernel to complete on every segment.
+pub const F_UDP_TUNNEL_CSUM: u8 = 0x08;
+/// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4`: inside an IPv4 UDP tunnel.
+pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+
 /// A parsed header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VnetHdr {
@@ -87,6 +99,38 @@ impl VnetHdr {
             csum_offset: 16,
         })
     }
+}
+
+/// The 24-byte tunnel header ([`TNL_LEN`]) for `frame`, a VXLAN frame
+/// around a TCP/IPv4 super-packet: Ethernet, outer IPv4 (its options
+/// included), UDP, VXLAN, inner Ethernet, inner IPv4 and TCP, the inner TCP
+/// checksum partial and the outer UDP checksum holding the pseudo-header
+/// sum. The kernel cuts it into `gso_size`-byte segments, each with its
+/// own outer and inner headers, and completes both checksums. `None`
+/// unless the frame holds those headers (the inner packet not a fragment).
+pub fn vxlan_tcp4_gso(frame: &[u8], gso_size: u16) -> Option<[u8; TNL_LEN]> {
+    const ETH: usize = 14;
+    let outer_ihl = usize::from(*frame.get(ETH)? & 0x0f) * 4;
+    if *frame.get(ETH)? >> 4 != 4 || outer_ihl < 20 || *frame.get(ETH + 9)? != 17 {
+        return None;
+    }
+    let outer_th = ETH + outer_ihl;
+    // UDP (8), VXLAN (8), inner Ethernet (14).
+    let inner_nh = outer_th + 30;
+    let hl = tcp4_header_len(frame.get(inner_nh..)?)?;
+    let inner_ihl = usize::from(frame[inner_nh] & 0x0f) * 4;
+    let le = |v: usize| u16::try_from(v).ok().map(u16::to_le_bytes);
+    let mut h = [0u8; TNL_LEN];
+    h[0] = F_NEEDS_CSUM | F_UDP_TUNNEL_CSUM;
+    h[1] = GSO_TCPV4 | GSO_UDP_TUNNEL_IPV4;
+    h[2..4].copy_from_slice(&le(inner_nh + hl)?);
+    h[4..6].copy_from_slice(&gso_size.to_le_bytes());
+    h[6..8].copy_from_slice(&le(inner_nh + inner_ihl)?);
+    h[8..10].copy_from_slice(&16u16.to_le_bytes());
+    // num_buffers, hash_value, hash_report, padding: zero.
+    h[20..22].copy_from_slice(&le(outer_th)?);
+    h[22..24].copy_from_slice(&le(inner_nh)?);
+    Some(h)
 }
 
 /// IPv4 + TCP header length of `pkt`, if it is IPv4 carrying TCP, not a
@@ -195,6 +239,50 @@ mod tests {
         frag[6] |= 0x20;
         assert_eq!(VnetHdr::tcp4_gso(&frag, 0, 1448, false), None);
         assert_eq!(VnetHdr::tcp4_gso(&p[..30], 0, 1448, false), None);
+    }
+
+    #[test]
+    fn tunnel_header_of_a_vxlan_frame() {
+        // Ethernet (14) + outer IPv4 (20, UDP) + UDP (8) + VXLAN (8) +
+        // inner Ethernet (14) + the inner TCP packet (20 + 20 + 4).
+        let inner = tcp_packet(&[1, 2, 3, 4]);
+        let mut f = vec![0u8; 64];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 17;
+        f.extend(&inner);
+        let h = vxlan_tcp4_gso(&f, 1398).unwrap();
+        // As Linux 6.17's uapi lays it out (little-endian): flags NEEDS_CSUM
+        // | UDP_TUNNEL_CSUM, gso_type TCPV4 | UDP_TUNNEL_IPV4, hdr_len 104
+        // (64 + 40), gso_size 1398 (0x0576), csum_start 84 (inner TCP),
+        // csum_offset 16; num_buffers and the hash report zero;
+        // outer_th_offset 34 (the outer UDP), inner_nh_offset 64.
+        assert_eq!(
+            h,
+            [
+                0x09, 0x21, 104, 0, 0x76, 0x05, 84, 0, 16, 0, //
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
+                34, 0, 64, 0
+            ]
+        );
+        // Outer IPv4 options move every offset past them.
+        let mut opt = f.clone();
+        opt[14] = 0x46;
+        opt.splice(34..34, [1, 1, 1, 1]);
+        let h = vxlan_tcp4_gso(&opt, 1398).unwrap();
+        assert_eq!((h[2], h[6], h[20], h[22]), (108, 88, 38, 68));
+        // Not UDP outside, not TCP inside, an inner fragment, or cut short.
+        let mut tcp = f.clone();
+        tcp[23] = 6;
+        assert_eq!(vxlan_tcp4_gso(&tcp, 1398), None);
+        let mut udp = f.clone();
+        udp[64 + 9] = 17;
+        assert_eq!(vxlan_tcp4_gso(&udp, 1398), None);
+        let mut frag = f.clone();
+        frag[64 + 6] |= 0x20;
+        assert_eq!(vxlan_tcp4_gso(&frag, 1398), None);
+        assert_eq!(vxlan_tcp4_gso(&f[..90], 1398), None);
+        assert_eq!(vxlan_tcp4_gso(&f[..20], 1398), None);
     }
 
     #[test]

@@ -19,10 +19,11 @@ pub fn egress(t: &Tables, st: &mut State, from: EndpointId, pkt: &mut Packet) ->
 /// Runs the egress pipeline on a TCP super-packet (GSO) that the pod's
 /// kernel left for the device to cut into segments of at most `segment`
 /// bytes, headers included: the same checks, the MTU applying to the
-/// segments. Only a local delivery or a direct-mode send can carry it
-/// whole; a route that would encapsulate it, or segments larger than the
-/// mode's MTU, drop it as `too-big` — the caller checks the route and the
-/// size first and cuts the packet up itself when they do not fit.
+/// segments. A local delivery, a direct-mode send or VXLAN (outer headers
+/// in front of the whole super-packet, for the kernel to cut up as it cuts
+/// its own VXLAN device's) can carry it whole; IP-in-IP, or segments larger
+/// than the mode's MTU, drop it as `too-big` — the caller checks the route
+/// and the size first and cuts the packet up itself when they do not fit.
 pub fn egress_gso(
     t: &Tables,
     st: &mut State,
@@ -115,7 +116,8 @@ fn egress_sized(
         return v;
     }
     if let Some(segment) = segment {
-        if segment > usize::from(mtu) || !matches!(target, Target::Direct { .. }) {
+        let whole = matches!(target, Target::Direct { .. } | Target::Vxlan { .. });
+        if segment > usize::from(mtu) || !whole {
             return Verdict::Drop(DropReason::TooBig);
         }
         forward_ttl(pkt, from_host);

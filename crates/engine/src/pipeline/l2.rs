@@ -11,8 +11,11 @@ use std::net::Ipv4Addr;
 
 use super::{DropReason, Packet};
 use crate::table::{Hop, Tables};
+use crate::wire::checksum::Sum;
+use crate::wire::ipv4::{self, HEADER_LEN};
 use crate::wire::vnet::{self, VnetHdr};
-use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4};
+use crate::wire::vxlan::{ETH_LEN, ETHERTYPE_IPV4, OVERHEAD};
+use crate::wire::{MacAddr, vnet::TNL_LEN};
 
 /// A TCP/IPv4 super-packet that goes whole: its segment size (payload bytes
 /// per segment) and whether its segments carry ECN.
@@ -32,6 +35,15 @@ impl Gso {
     }
 }
 
+/// Where the I/O can take a TCP super-packet whole: a direct-mode next hop
+/// (the packet socket takes virtio headers), a VXLAN peer (the tunnel TAP
+/// takes the tunnel header). A local pod always can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Whole {
+    pub direct: bool,
+    pub vxlan: bool,
+}
+
 /// What a read from a TUN device with offloads holds, and how to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromTun {
@@ -46,14 +58,16 @@ pub enum FromTun {
 }
 
 /// Decides what to do with `pkt`, read from a TUN device after `hdr`.
-/// A super-packet goes whole when it is TCP/IPv4 to a local endpoint, or to
-/// a direct-mode next hop when `direct_whole` (the packet socket takes
-/// super-packets) and its segments fit the direct MTU; any other one is cut.
+/// A super-packet goes whole when it is TCP/IPv4 to a local endpoint; to
+/// a direct-mode next hop when `whole.direct` and its segments fit the
+/// direct MTU; to a VXLAN peer when `whole.vxlan`, its segments fit the
+/// VXLAN MTU, it carries no ECN (the tunnel header has no room for it) and
+/// the outer packet stays within IPv4's 65,535 bytes. Any other one is cut.
 pub fn from_tun(
     t: &Tables,
     hdr: &VnetHdr,
     pkt: &mut Packet,
-    direct_whole: bool,
+    whole: Whole,
 ) -> Result<FromTun, DropReason> {
     if hdr.gso_type == vnet::GSO_NONE {
         if hdr.needs_csum() {
@@ -71,7 +85,13 @@ pub fn from_tun(
         let ok = match t.lookup_from_workload(dst) {
             // A pod's TUN and the host interface both take it whole.
             Some(Hop::Endpoint(_) | Hop::Host) => true,
-            Some(Hop::Direct { .. }) => direct_whole && segment <= usize::from(t.mtu().direct),
+            Some(Hop::Direct { .. }) => whole.direct && segment <= usize::from(t.mtu().direct),
+            Some(Hop::Vxlan { .. }) => {
+                whole.vxlan
+                    && !gso.ecn
+                    && segment <= usize::from(t.mtu().vxlan)
+                    && data.len() + OVERHEAD <= usize::from(u16::MAX)
+            }
             _ => false,
         };
         ok.then_some(FromTun::Whole { gso, segment })
@@ -128,6 +148,41 @@ pub fn frame_direct(
         Some(hdr) => prepend_vnet(pkt, &hdr),
         None => Ok(()),
     }
+}
+
+/// Frames `pkt`, a VXLAN packet around a TCP super-packet (`gso`) as
+/// egress encapsulated it, for the tunnel TAP whose MAC is `tap`: the
+/// Ethernet header to the TAP, and the tunnel virtio header it is written
+/// after (returned). The outer TTL is one more than VXLAN's, as the kernel
+/// forwards the packet from the TAP to the underlay and takes one off; the
+/// outer UDP checksum holds the pseudo-header sum, which the kernel
+/// completes on every segment.
+pub fn frame_tunnel(pkt: &mut Packet, tap: MacAddr, gso: Gso) -> Result<[u8; TNL_LEN], DropReason> {
+    let data = pkt.data_mut();
+    let h: &mut [u8; HEADER_LEN] = data.first_chunk_mut().ok_or(DropReason::Malformed)?;
+    if h[0] != 0x45 || h[ipv4::field::PROTO] != ipv4::proto::UDP {
+        return Err(DropReason::Malformed);
+    }
+    h[ipv4::field::TTL] = super::encap::VXLAN_TTL + 1;
+    ipv4::refresh_checksum(h);
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let udp = data
+        .get_mut(HEADER_LEN..HEADER_LEN + 8)
+        .ok_or(DropReason::Malformed)?;
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]);
+    let pseudo = Sum::new()
+        .add_u32(src)
+        .add_u32(dst)
+        .add_u16(u16::from(ipv4::proto::UDP))
+        .add_u16(udp_len)
+        .fold();
+    udp[6..8].copy_from_slice(&pseudo.to_be_bytes());
+    let eth = pkt.prepend(ETH_LEN).ok_or(DropReason::NoHeadroom)?;
+    eth[..6].copy_from_slice(&tap.0);
+    eth[6..12].copy_from_slice(&tap.0);
+    eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    crate::wire::vnet::vxlan_tcp4_gso(pkt.data(), gso.size).ok_or(DropReason::Malformed)
 }
 
 /// Moves `pkt` from the start of a frame read from a packet socket (after

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use super::gro::{self, MAX_MERGE};
-use super::l2::{self, FromTun, Gso};
+use super::l2::{self, FromTun, Gso, Whole};
 use super::{DropReason, HEADROOM, Packet};
 use crate::table::{Endpoint, LocalNode, NextHops, Tables, TablesBuilder, Underlay, Via};
 use crate::wire::MacAddr;
@@ -213,10 +213,14 @@ fn unframe_takes_back_what_frame_wrote() {
 #[test]
 fn tun_reads_are_completed_kept_whole_or_cut() {
     let t = tables(false);
-    let run = |p: &[u8], hdr: &VnetHdr, direct_whole: bool| {
+    let run = |p: &[u8], hdr: &VnetHdr, direct: bool| {
         let mut buf = buffer(p);
         let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
-        let r = l2::from_tun(&t, hdr, &mut pkt, direct_whole);
+        let whole = Whole {
+            direct,
+            vxlan: true,
+        };
+        let r = l2::from_tun(&t, hdr, &mut pkt, whole);
         (r, pkt.data().to_vec())
     };
     // One packet with a partial TCP checksum: completed (RFC 793's sum over
@@ -270,7 +274,11 @@ fn tun_reads_are_completed_kept_whole_or_cut() {
         "the socket does not"
     );
     let (h, p) = gso([10, 9, 1, 7]);
-    assert_eq!(run(&p, &h, true).0, Ok(FromTun::Split), "VXLAN: cut");
+    assert_eq!(
+        run(&p, &h, true).0,
+        Ok(FromTun::Split),
+        "VXLAN without a neighbour: cut"
+    );
     // Segments past the direct MTU (1500): cut.
     let p = tcp([10, 2, 169, 138], 4000);
     let h = VnetHdr::tcp4_gso(&p, 0, 1461, false).unwrap();
@@ -374,4 +382,72 @@ fn gro_merges_a_flow_in_order_and_stops_where_it_must() {
         .map(|i| segment(1000 + 100 * i, 100, TCP_FLAG_ACK))
         .collect();
     assert_eq!(plan(&many, &mut block).count, MAX_MERGE);
+}
+
+#[test]
+fn a_vxlan_super_packet_is_framed_for_the_tunnel_tap() {
+    // What egress makes of a 4000-byte super-packet for VXLAN: outer IPv4
+    // (192.168.33.55 -> .57, UDP, TTL 64, total 4050), UDP (to 4789,
+    // length 4030), VXLAN (VNI 4096), inner Ethernet, the packet.
+    let inner = tcp([10, 2, 169, 138], 4000);
+    let mut p = vec![0u8; 50];
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0x0f, 0xd2, 0, 7, 0, 0, 64, 17, 0, 0, 192, 168, 33, 55, 192, 168, 33, 57,
+    ]);
+    crate::wire::ipv4::refresh_checksum(&mut p[..20]);
+    p[20..28].copy_from_slice(&[0x9c, 0x41, 0x12, 0xb5, 0x0f, 0xbe, 0xaa, 0xbb]);
+    p[28..36].copy_from_slice(&[0x08, 0, 0, 0, 0, 0x10, 0, 0]);
+    p[48..50].copy_from_slice(&[0x08, 0x00]);
+    p.extend(&inner);
+    let mut buf = buffer(&p);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+    let tap = MacAddr([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+    let gso = Gso {
+        size: 1398,
+        ecn: false,
+    };
+    let hdr = l2::frame_tunnel(&mut pkt, tap, gso).unwrap();
+    let f = pkt.data();
+    assert_eq!(f.len(), 14 + 4050);
+    // Ethernet to the TAP's own MAC (from it too), IPv4.
+    assert_eq!(f[..6], tap.0);
+    assert_eq!(f[6..12], tap.0);
+    assert_eq!(f[12..14], [0x08, 0x00]);
+    // TTL 65 (the kernel forwards it out at 64), the header checksum
+    // recomputed; the rest of the header unchanged.
+    assert_eq!(f[14 + 8], 65);
+    assert!(crate::wire::checksum::verifies(&f[14..34]));
+    assert_eq!(f[14..22], p[..8]);
+    assert_eq!(f[14 + 12..34], p[12..20]);
+    // The UDP checksum: RFC 768's pseudo-header sum, not complemented
+    // (what the kernel completes per segment): c0a8 + 2137 + c0a8 + 2139
+    // + 0011 + 0fbe = 0x1d38f -> 0xd390.
+    assert_eq!(f[34 + 6..34 + 8], [0xd3, 0x90]);
+    assert_eq!(f[34..40], p[20..26]);
+    assert_eq!(f[42..], p[28..]);
+    // The tunnel header: NEEDS_CSUM | UDP_TUNNEL_CSUM, TCPV4 |
+    // UDP_TUNNEL_IPV4, hdr_len 104, gso_size 1398, csum_start 84,
+    // csum_offset 16, outer_th_offset 34, inner_nh_offset 64.
+    assert_eq!(
+        hdr,
+        [
+            0x09, 0x21, 104, 0, 0x76, 0x05, 84, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 64,
+            0
+        ]
+    );
+    // Not an outer IPv4 UDP packet: malformed; no room for Ethernet: none.
+    let mut tcp_outer = p.clone();
+    tcp_outer[9] = 6;
+    let mut buf = buffer(&tcp_outer);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+    assert_eq!(
+        l2::frame_tunnel(&mut pkt, tap, gso),
+        Err(DropReason::Malformed)
+    );
+    let mut buf = p.clone();
+    let mut pkt = Packet::new(&mut buf, 0, p.len());
+    assert_eq!(
+        l2::frame_tunnel(&mut pkt, tap, gso),
+        Err(DropReason::NoHeadroom)
+    );
 }

@@ -193,6 +193,8 @@ pub fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Result<Vec<Vec<Stri
         "udp.check_checksum:TRUE",
         "-o",
         "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
         "-Y",
         filter,
         "-T",

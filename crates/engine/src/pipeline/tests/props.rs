@@ -145,18 +145,22 @@ fn tcp_super_packet(dst: [u8; 4]) -> Vec<u8> {
 }
 
 fn run_egress_gso(t: &Tables, bytes: &[u8], segment: usize) -> (Verdict, Vec<u8>) {
+    run_egress_gso_from(t, "cali1", bytes, segment)
+}
+
+fn run_egress_gso_from(t: &Tables, from: &str, bytes: &[u8], segment: usize) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; HEADROOM + bytes.len()];
     buf[HEADROOM..].copy_from_slice(bytes);
     let mut pkt = Packet::new(&mut buf, HEADROOM, bytes.len());
     let mut st = State::new(0x0fff);
-    let v = super::egress_gso(t, &mut st, ep(t, "cali1"), &mut pkt, segment);
+    let v = super::egress_gso(t, &mut st, ep(t, from), &mut pkt, segment);
     (v, pkt.data().to_vec())
 }
 
 /// A super-packet goes whole only where the kernel will cut it up: to a
 /// direct-mode route when its segments fit the MTU (TTL decremented, the
-/// rest untouched), or to a local pod; never into an encapsulation, never
-/// with segments past the MTU. The same packet through plain `egress` is
+/// rest untouched), to a local pod, or into VXLAN; never into IP-in-IP,
+/// never with segments past the MTU. The same packet through plain `egress` is
 /// too big for the MTU.
 #[test]
 fn super_packets_go_whole_only_where_the_kernel_segments() {
@@ -192,10 +196,31 @@ fn super_packets_go_whole_only_where_the_kernel_segments() {
             ..
         }
     ));
-    // VXLAN: never whole, whatever the segments.
+    // VXLAN: whole, the outer headers in front of the super-packet (for
+    // the kernel to cut up, each segment within the VXLAN MTU of 1450).
     let vx = tables("k8s-node1");
+    let (v, out) = run_egress_gso(&vx, &p, 1450);
+    assert!(
+        matches!(v, Verdict::Send(Target::Vxlan { node, .. }) if node == NODE2),
+        "{v:?}"
+    );
+    assert_eq!(out.len(), 4050);
+    // Outer IPv4: the whole length (4050 = 0x0fd2), UDP; the UDP length
+    // 4030 = 0x0fbe; the inner packet after 50 bytes, its TTL 63.
+    assert_eq!((out[2], out[3], out[9]), (0x0f, 0xd2, 17));
+    assert_eq!((out[24], out[25]), (0x0f, 0xbe));
+    assert_eq!(out[50 + 8], 63);
+    assert_eq!(out[50 + 20..], p[20..]);
     assert_eq!(
-        run_egress_gso(&vx, &p, 1000).0,
+        run_egress_gso(&vx, &p, 1451).0,
+        Verdict::Drop(DropReason::TooBig)
+    );
+    // IP-in-IP: never whole (no GSO type for it), whatever the segments.
+    let mut ipip = tcp_super_packet([10, 3, 5, 10]);
+    ipip[12..16].copy_from_slice(&[10, 3, 1, 5]);
+    fix_ip_csum(&mut ipip, 0);
+    assert_eq!(
+        run_egress_gso_from(&vx, "cali3", &ipip, 1000).0,
         Verdict::Drop(DropReason::TooBig)
     );
 }
