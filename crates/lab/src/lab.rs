@@ -320,7 +320,7 @@ fn etcd_cluster(
         m.url
     ));
     let source = Source::Etcd(&m.url);
-    let mut controls = start_nodes(w, exe, source, mode, nodes, &[0, 1], 1)?;
+    let mut controls = start_nodes(w, exe, source, mode, nodes, &[0, 1], &["--threads", "1"])?;
     // The pods, as a container runtime makes them: through podwire-cni.
     let (mut pods, lines) = cni_pods(
         w,
@@ -367,7 +367,15 @@ fn etcd_cluster(
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    controls.extend(start_nodes(w, exe, source, mode, nodes, &[2], 1)?);
+    controls.extend(start_nodes(
+        w,
+        exe,
+        source,
+        mode,
+        nodes,
+        &[2],
+        &["--threads", "1"],
+    )?);
     say("k8s-node2's podwire started on the datastore; its pods:".into());
     let (more, lines) = cni_pods(w, &cni, &m.url, nodes, &[(2, controls[2].clone())])?;
     lines.into_iter().for_each(&mut *say);
@@ -398,7 +406,7 @@ fn run_mode(
     }
     w.capture("tcpdump", &sw, "br0", &pcap, &headers)?;
     let (controls, pods) = match opts.datastore {
-        Datastore::File => podwire_cluster(w, exe, &config, mode, &nodes, 1)?,
+        Datastore::File => podwire_cluster(w, exe, &config, mode, &nodes, 1, &[])?,
         Datastore::Etcd => etcd_cluster(w, exe, mode, &sw, &nodes, say)?,
     };
     say("k8s-node1's tables (podwire show routes, neigh, fdb):".into());

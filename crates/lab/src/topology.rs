@@ -260,16 +260,22 @@ pub(crate) fn podwire_cluster(
     mode: Mode,
     nodes: &[String],
     threads: usize,
+    flags: &[&str],
 ) -> Result<(Vec<PathBuf>, Vec<Pod>), Error> {
     let config = PathBuf::from(config);
     let all: Vec<usize> = (0..NODES.len()).collect();
-    let controls = start_nodes(w, exe, Source::File(&config), mode, nodes, &all, threads)?;
+    let source = Source::File(&config);
+    let threads = threads.max(1).to_string();
+    let mut args = vec!["--threads", &threads];
+    args.extend(flags);
+    let controls = start_nodes(w, exe, source, mode, nodes, &all, &args)?;
     let pods = make_pods(w, nodes, &all)?;
     Ok((controls, pods))
 }
 
 /// Starts podwire on the nodes `which` (indexes of [`NODES`] and `nodes`)
-/// and waits until each answers; returns their control sockets.
+/// with `flags` (and the host path), and waits until each answers; returns
+/// their control sockets.
 pub(crate) fn start_nodes(
     w: &mut Harness,
     exe: &str,
@@ -277,9 +283,8 @@ pub(crate) fn start_nodes(
     mode: Mode,
     nodes: &[String],
     which: &[usize],
-    threads: usize,
+    flags: &[&str],
 ) -> Result<Vec<PathBuf>, Error> {
-    let threads = threads.max(1).to_string();
     let mut controls = Vec::new();
     for &i in which {
         let (n, ns) = (&NODES[i], &nodes[i]);
@@ -289,7 +294,8 @@ pub(crate) fn start_nodes(
             .join(format!("lab-{}-{}.log", mode.name(), n.host.name));
         // Each node's own traffic, natOutgoing and Services through the
         // host path, as on a real node.
-        let mut extra = vec!["--threads", &threads, "--host-interface", "podwire0"];
+        let mut extra = vec!["--host-interface", "podwire0"];
+        extra.extend(flags);
         let config = match source {
             Source::File(path) => Some(path),
             Source::Etcd(endpoints) => {
