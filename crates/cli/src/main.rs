@@ -78,6 +78,14 @@ enum Command {
         /// off (ethtool -K eth0 tx off). See docs/performance.md.
         #[arg(long)]
         tunnel_gso: bool,
+        /// Receive VXLAN through a packet socket on the underlay with
+        /// PACKET_VNET_HDR (the UDP sockets stay bound and take nothing): a
+        /// super-frame from this host (another node in a lab, a tunnel TAP)
+        /// goes whole to the pod, and a segment whose inner checksum was
+        /// left for a NIC is completed. Every ingress check still applies.
+        /// One worker receives it all. Needs the TUN offloads.
+        #[arg(long)]
+        vxlan_packet_rx: bool,
         /// The host path (SPEC §10): a TUN device of this name in the
         /// node's namespace through which the node's kernel reaches pods
         /// and pods reach what is outside every pool (the node itself,
@@ -506,6 +514,7 @@ fn main() -> ExitCode {
             no_udp_segment,
             no_packet_gso,
             tunnel_gso,
+            vxlan_packet_rx,
             host_interface,
         } => {
             init_logging();
@@ -527,6 +536,7 @@ fn main() -> ExitCode {
                 udp_segment: !no_udp_segment,
                 packet_gso: !no_tun_offload && !no_packet_gso,
                 tunnel_gso: !no_tun_offload && tunnel_gso,
+                vxlan_packet_rx: !no_tun_offload && vxlan_packet_rx,
                 host_interface,
             };
             match daemon::run(opts, source) {

@@ -73,6 +73,11 @@ pub struct Options {
     /// (needs `tun_offload`); probed at start, cut up in userspace when the
     /// kernel cannot.
     pub tunnel_gso: bool,
+    /// VXLAN received through a packet socket with `PACKET_VNET_HDR` on
+    /// the underlay (worker 0), the UDP sockets bound but taking nothing:
+    /// same-host super-frames go whole to the pods, partial inner checksums
+    /// are completed. Off unless asked for (needs `tun_offload`).
+    pub vxlan_packet_rx: bool,
     /// The host path (SPEC §10) through a TUN device of this name in the
     /// node's namespace; `None`: off.
     pub host_interface: Option<String>,
@@ -345,6 +350,12 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
     }
     let tunnel_mac = tunnel.as_ref().map(|t| t.mac);
     let mut tunnel_queues = tunnel.map(|t| t.queues).unwrap_or_default().into_iter();
+    let frames = opts.vxlan_packet_rx && opts.tun_offload && underlay.is_some();
+    if opts.vxlan_packet_rx && !frames {
+        tracing::warn!(
+            "VXLAN through a packet socket needs the TUN offloads and the underlay device; receiving it through UDP sockets"
+        );
+    }
     // Sockets first: without them there is no point creating devices.
     let mut ios = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -360,14 +371,20 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         } else {
             None
         };
-        let vxlan_rx = Some(
-            VxlanReceiver::new(SocketAddrV4::new(node_ip, port)).map_err(|source| {
-                StartError::Socket {
-                    what: "VXLAN receive",
-                    source,
-                }
-            })?,
-        );
+        let vxlan_socket = |what| move |source| StartError::Socket { what, source };
+        let udp = VxlanReceiver::new(SocketAddrV4::new(node_ip, port), !frames)
+            .map_err(vxlan_socket("VXLAN receive"))?;
+        let mut vxlan_frames_rx = None;
+        if let (true, Some(u), 0) = (frames, &underlay, i) {
+            let rx = PacketReceiver::vxlan(u.ifindex, node_ip, port, true)
+                .map_err(vxlan_socket("VXLAN packet receive"))?;
+            vxlan_frames_rx = Some(Box::new(rx) as Box<dyn RxBatch>);
+        }
+        if frames {
+            udp.drop_all()
+                .map_err(vxlan_socket("VXLAN receive filter"))?;
+        }
+        let vxlan_rx = Some(udp);
         let (mut direct_tx, mut direct_rx) = (None, None);
         if let Some(u) = &underlay {
             direct_tx = Some(
@@ -399,6 +416,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             direct_rx: direct_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
             vxlan_tx,
             tunnel: tunnel_mac.zip(tunnel_queues.next()),
+            vxlan_frames_rx,
         });
     }
     // A podwire before blackhole routes turned forwarding off on the
@@ -418,6 +436,7 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             .iter()
             .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
         tunnel_gso: ios.iter().all(|io| io.tunnel.is_some()),
+        vxlan_packet_rx: ios.iter().any(|io| io.vxlan_frames_rx.is_some()),
         packet_gso: ios.iter().all(|io| {
             io.direct_tx.as_ref().is_some_and(|t| t.vnet())
                 && io.direct_rx.as_ref().is_none_or(|r| r.vnet())

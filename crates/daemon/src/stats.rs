@@ -259,6 +259,8 @@ pub struct Offloads {
     /// VXLAN: TCP super-packets sent whole into the kernel through the
     /// tunnel TAP, which cuts them into segments.
     pub tunnel_gso: bool,
+    /// VXLAN received whole through a packet socket with virtio headers.
+    pub vxlan_packet_rx: bool,
 }
 
 /// Everything `podwire show stats` prints.
@@ -374,12 +376,13 @@ impl Totals {
         let on = |b: bool| if b { "on" } else { "off" };
         let _ = writeln!(
             s,
-            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}, tunnel-gso {}",
+            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}, tunnel-gso {}, vxlan-packet-rx {}",
             on(self.offloads.tun),
             on(self.offloads.udp_segment),
             on(self.offloads.udp_gro),
             on(self.offloads.packet_gso),
-            on(self.offloads.tunnel_gso)
+            on(self.offloads.tunnel_gso),
+            on(self.offloads.vxlan_packet_rx)
         );
         let _ = writeln!(
             s,

@@ -25,7 +25,7 @@ use super::stats::{FlowTally, Mode, SuperPacket, Tally};
 use super::tx::Tx;
 use super::{EndpointIo, Shared, Snapshot};
 use podwire::pipeline::{
-    self, DropReason, FromTun, Gso, HEADROOM, Packet, State, UdpChecksum, Verdict, l2,
+    self, DropReason, Framed, FromTun, Gso, HEADROOM, Packet, State, UdpChecksum, Verdict, l2,
 };
 use podwire::table::{EndpointId, Via};
 use podwire::wire::MacAddr;
@@ -47,7 +47,31 @@ pub const WAKER: Token = Token(0);
 const IPIP_RX: Token = Token(1);
 const VXLAN_RX: Token = Token(2);
 const DIRECT_RX: Token = Token(3);
-const FIRST_ENDPOINT: usize = 4;
+const VXLAN_FRAMES_RX: Token = Token(4);
+const FIRST_ENDPOINT: usize = 5;
+
+/// Which underlay socket a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// The raw socket: whole outer IPv4 packets.
+    Ipip,
+    /// A UDP socket: VXLAN payloads.
+    Vxlan,
+    /// The packet socket for VXLAN: whole frames after a virtio header.
+    VxlanFrames,
+    /// The packet socket of direct mode.
+    Direct,
+}
+
+impl Arrival {
+    fn mode(self) -> Mode {
+        match self {
+            Arrival::Ipip => Mode::Ipip,
+            Arrival::Vxlan | Arrival::VxlanFrames => Mode::Vxlan,
+            Arrival::Direct => Mode::Direct,
+        }
+    }
+}
 
 /// What a worker is given at start.
 pub struct WorkerIo {
@@ -58,6 +82,9 @@ pub struct WorkerIo {
     pub direct_tx: Option<Box<dyn TxBatch>>,
     /// Direct mode: frames in for local endpoints (worker 0 only).
     pub direct_rx: Option<Box<dyn RxBatch>>,
+    /// VXLAN frames in through a packet socket with virtio headers
+    /// (worker 0 only; the UDP sockets then take nothing).
+    pub vxlan_frames_rx: Option<Box<dyn RxBatch>>,
     /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
     /// without it, VXLAN goes out of `raw_tx` with a software checksum.
     pub vxlan_tx: Option<SegmentSender>,
@@ -122,6 +149,7 @@ pub struct Worker {
 struct Receivers {
     ipip: Option<Box<dyn RxBatch>>,
     vxlan: Option<Box<dyn RxBatch>>,
+    vxlan_frames: Option<Box<dyn RxBatch>>,
     direct: Option<Box<dyn RxBatch>>,
 }
 
@@ -132,6 +160,7 @@ impl Worker {
             (&io.ipip_rx, IPIP_RX),
             (&io.vxlan_rx, VXLAN_RX),
             (&io.direct_rx, DIRECT_RX),
+            (&io.vxlan_frames_rx, VXLAN_FRAMES_RX),
         ] {
             if let Some(rx) = rx {
                 registry.register(&mut SourceFd(&rx.as_raw_fd()), token, Interest::READABLE)?;
@@ -149,6 +178,7 @@ impl Worker {
             rx: Receivers {
                 ipip: io.ipip_rx,
                 vxlan: io.vxlan_rx,
+                vxlan_frames: io.vxlan_frames_rx,
                 direct: io.direct_rx,
             },
             pool: Pool::new(RX_BUFS, FRAG_BUFS),
@@ -207,9 +237,10 @@ impl Worker {
                 }
                 match event.token() {
                     WAKER => {}
-                    IPIP_RX => self.drain_underlay(&snap, Mode::Ipip),
-                    VXLAN_RX => self.drain_underlay(&snap, Mode::Vxlan),
-                    DIRECT_RX => self.drain_underlay(&snap, Mode::Direct),
+                    IPIP_RX => self.drain_underlay(&snap, Arrival::Ipip),
+                    VXLAN_RX => self.drain_underlay(&snap, Arrival::Vxlan),
+                    VXLAN_FRAMES_RX => self.drain_underlay(&snap, Arrival::VxlanFrames),
+                    DIRECT_RX => self.drain_underlay(&snap, Arrival::Direct),
                     token => self.drain_endpoint(&snap, token),
                 }
                 self.shared.workers[self.index].publish(&mut self.tally);
@@ -520,13 +551,15 @@ impl Worker {
     }
 
     /// Decapsulates every packet waiting on the IPIP, VXLAN or direct socket.
-    fn drain_underlay(&mut self, snap: &Snapshot, mode: Mode) {
+    fn drain_underlay(&mut self, snap: &Snapshot, from: Arrival) {
+        let mode = from.mode();
         loop {
             let n = {
-                let rx = match mode {
-                    Mode::Ipip => self.rx.ipip.as_mut(),
-                    Mode::Direct => self.rx.direct.as_mut(),
-                    _ => self.rx.vxlan.as_mut(),
+                let rx = match from {
+                    Arrival::Ipip => self.rx.ipip.as_mut(),
+                    Arrival::Direct => self.rx.direct.as_mut(),
+                    Arrival::Vxlan => self.rx.vxlan.as_mut(),
+                    Arrival::VxlanFrames => self.rx.vxlan_frames.as_mut(),
                 };
                 let Some(rx) = rx else { return };
                 let received = rx.recv_batch(&mut self.pool.rx_bufs(BATCH), &mut self.received);
@@ -544,30 +577,65 @@ impl Worker {
                 return;
             }
             self.tally.batch(n);
-            let vnet_rx = mode == Mode::Direct && self.rx.direct.as_ref().is_some_and(|r| r.vnet());
+            let vnet_rx = match from {
+                Arrival::Direct => self.rx.direct.as_ref().is_some_and(|r| r.vnet()),
+                Arrival::VxlanFrames => self.rx.vxlan_frames.as_ref().is_some_and(|r| r.vnet()),
+                _ => false,
+            };
             for i in 0..n {
                 let r = self.received[i];
                 if r.segment > 0 && r.len > r.segment {
-                    self.decap_coalesced(snap, i, r);
+                    self.decap_datagrams(snap, i, HEADROOM, r);
                     continue;
                 }
                 let mut pkt = Packet::new(self.pool.buf(i), HEADROOM, r.len);
                 let mut gso = None;
-                let v = match mode {
+                let v = match from {
                     // A raw socket gives the whole outer packet.
-                    Mode::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
+                    Arrival::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
                     // A packet socket gives the frame (the filter let only
                     // IPv4 to local prefixes through), after a virtio
                     // header when it has them.
-                    Mode::Direct => match l2::unframe_direct(&mut pkt, vnet_rx) {
+                    Arrival::Direct => match l2::unframe_direct(&mut pkt, vnet_rx) {
                         Ok(g) => {
                             gso = g;
                             pipeline::ingress_direct(&snap.tables, &mut pkt)
                         }
                         Err(reason) => Verdict::Drop(reason),
                     },
+                    // The same for VXLAN's frames (IPv4 UDP to the node's
+                    // VXLAN port): a super-frame's inner packet goes whole.
+                    Arrival::VxlanFrames => match l2::unframe_vxlan(&mut pkt, vnet_rx) {
+                        Ok(Framed::Packet) => {
+                            pipeline::ingress_frame(&snap.tables, &mut pkt, false)
+                        }
+                        Ok(Framed::Whole(g)) => {
+                            gso = Some(g);
+                            pipeline::ingress_frame(&snap.tables, &mut pkt, true)
+                        }
+                        Ok(Framed::Datagrams(size)) => {
+                            match pipeline::vxlan_datagrams(&snap.tables, &mut pkt) {
+                                Ok((src, tos)) => {
+                                    let (at, len) = (pkt.offset(), pkt.len());
+                                    let segment = usize::from(size);
+                                    let run = Received {
+                                        len,
+                                        src,
+                                        tos,
+                                        segment,
+                                    };
+                                    self.decap_datagrams(snap, i, at, run);
+                                    continue;
+                                }
+                                Err(reason) => Verdict::Drop(reason),
+                            }
+                        }
+                        Err(reason) => Verdict::Drop(reason),
+                    },
                     // A UDP socket gives the payload; the kernel checked the rest.
-                    _ => pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt),
+                    Arrival::Vxlan => {
+                        pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt)
+                    }
                 };
                 let s = slot(i, &pkt);
                 if gso.is_some() && matches!(v, Verdict::Deliver(_)) {
@@ -592,12 +660,17 @@ impl Worker {
         }
     }
 
-    /// Decapsulates the datagrams `UDP_GRO` coalesced into buffer `i`.
-    fn decap_coalesced(&mut self, snap: &Snapshot, i: usize, r: Received) {
+    /// Decapsulates the VXLAN datagrams at `start` in buffer `i`, `r.len`
+    /// bytes of payloads of `r.segment` bytes each (the last may be
+    /// shorter): coalesced by `UDP_GRO`, or sent as one by `UDP_SEGMENT` on
+    /// this host.
+    fn decap_datagrams(&mut self, snap: &Snapshot, i: usize, start: usize, r: Received) {
+        // A size of zero would never move on: the whole run is one.
+        let segment = if r.segment == 0 { r.len } else { r.segment };
         let mut at = 0;
         while at < r.len {
-            let len = r.segment.min(r.len - at);
-            let mut pkt = Packet::new(self.pool.buf(i), HEADROOM + at, len);
+            let len = segment.min(r.len - at);
+            let mut pkt = Packet::new(self.pool.buf(i), start + at, len);
             let v = pipeline::ingress_vxlan_payload(&snap.tables, r.src, r.tos, &mut pkt);
             let s = slot(i, &pkt);
             self.decapsulated(snap, v, s, None, Mode::Vxlan);

@@ -114,6 +114,7 @@ impl Harness {
             direct_rx: None,
             vxlan_tx: None,
             tunnel: None,
+            vxlan_frames_rx: None,
         };
         let (poll, waker) = poll_with_waker().unwrap();
         let w = Worker::new(0, Arc::clone(&shared), poll, io).unwrap();

@@ -7,7 +7,10 @@
 //! - [`PacketReceiver`]: the IPv4 frames for this host whose destination is
 //!   a local prefix (a classic BPF filter, [`crate::sys::bpf`]), not the
 //!   ones it sends; with `PACKET_VNET_HDR`, a TCP super-packet the sender's
-//!   kernel did not segment comes whole.
+//!   kernel did not segment comes whole. [`PacketReceiver::vxlan`]: the
+//!   same for VXLAN, the frames to the node's VXLAN port: a same-host
+//!   VXLAN super-frame comes whole, and a segment whose inner checksum was
+//!   left for a NIC says where it is (a UDP socket hands over neither).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -79,6 +82,23 @@ impl PacketReceiver {
     /// socket is bound, so no other frame is ever queued on it. With
     /// `vnet`, asks for `PACKET_VNET_HDR`.
     pub fn new(ifindex: u32, nets: &[(Ipv4Addr, u8)], vnet: bool) -> io::Result<Self> {
+        let rx = Self::filtered(vnet, |rx| rx.filter_ipv4_destinations(nets))?;
+        bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
+        Ok(rx)
+    }
+
+    /// A socket on interface `ifindex` for the VXLAN frames to `ip` and
+    /// `port` (IPv4 UDP), filtered before it is bound; with `vnet`, asks
+    /// for `PACKET_VNET_HDR`.
+    pub fn vxlan(ifindex: u32, ip: Ipv4Addr, port: u16, vnet: bool) -> io::Result<Self> {
+        let prog = crate::sys::bpf::to_filters(&crate::sys::bpf::vxlan_frames(ip, port));
+        let rx = Self::filtered(vnet, |rx| rx.sock.attach_filter(&prog))?;
+        bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
+        Ok(rx)
+    }
+
+    /// An unbound socket with `filter` applied.
+    fn filtered(vnet: bool, filter: impl FnOnce(&Self) -> io::Result<()>) -> io::Result<Self> {
         let sock = packet_socket()?;
         let vnet = vnet_hdr(&sock, vnet);
         set_int(&sock, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
@@ -89,8 +109,7 @@ impl PacketReceiver {
             vnet,
             msgs: Msgs::new(BATCH, BATCH),
         };
-        rx.filter_ipv4_destinations(nets)?;
-        bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
+        filter(&rx)?;
         Ok(rx)
     }
 }

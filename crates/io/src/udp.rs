@@ -44,15 +44,16 @@ pub struct VxlanReceiver {
 }
 
 impl VxlanReceiver {
-    /// A socket bound to `addr`, non-blocking.
-    pub fn new(addr: SocketAddrV4) -> io::Result<Self> {
+    /// A socket bound to `addr`, non-blocking, with `UDP_GRO` when `gro`
+    /// (and the kernel has it).
+    pub fn new(addr: SocketAddrV4, gro: bool) -> io::Result<Self> {
         let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         sock.set_reuse_port(true)?;
         sock.set_recv_tos_v4(true)?;
         sock.bind(&SockAddr::from(addr))?;
         // Coalesced receive where the kernel has it (5.0+); without it every
         // datagram comes on its own, which still works.
-        let gro = set_int(&sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let gro = gro && set_int(&sock, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         sock.set_nonblocking(true)?;
         buffer_size(&sock, libc::SO_RCVBUFFORCE, 4 << 20);
         Ok(VxlanReceiver {
@@ -60,6 +61,15 @@ impl VxlanReceiver {
             gro,
             msgs: Msgs::new(BATCH, BATCH),
         })
+    }
+}
+
+impl VxlanReceiver {
+    /// Keeps every datagram from the socket (it stays bound, so the kernel
+    /// sends no port unreachable): for when a packet socket takes VXLAN.
+    pub fn drop_all(&self) -> io::Result<()> {
+        self.sock
+            .attach_filter(&crate::sys::bpf::to_filters(&crate::sys::bpf::DROP_ALL))
     }
 }
 

@@ -11,9 +11,8 @@
 //! k8s-node2 (kube-proxy's nftables DNAT on k8s-node1), each over the
 //! kernel's VXLAN node (its `cali-nat-outgoing` rule as nftables, the same
 //! DNAT) and over podwire's. Last, `podwire-vxlan-tap`: VXLAN with the
-//! pods' super-packets whole through the tunnel TAP (`--tunnel-gso`), the
-//! nodes' underlay checksumming off so that the receiving node's UDP
-//! socket gets complete segments. Tests, from a pod on k8s-node1 to a pod on
+//! pods' super-packets whole, out through the tunnel TAP (`--tunnel-gso`)
+//! and in through a packet socket (`--vxlan-packet-rx`). Tests, from a pod on k8s-node1 to a pod on
 //! k8s-node2 (or as above) with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
 //! datagrams as fast as they go; received packets per second). Each round
 //! runs every path once, in the same order, so that drift on this shared
@@ -220,15 +219,10 @@ fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built
                 .map_err(|e| err(e.to_string()))?;
             let (_, nodes) = topology::underlay(w)?;
             let config = config.to_string_lossy().into_owned();
-            // The tunnel TAP's segments leave with their inner TCP
-            // checksums for the NIC; a veth never completes them, and a
-            // UDP socket on the same host would take them incomplete: the
-            // kernel completes them when the underlay's checksumming is off.
+            // Super-packets whole: out through the tunnel TAP, in through
+            // the packet socket.
             let flags: &[&str] = if base == "podwire-vxlan-tap" {
-                for ns in &nodes {
-                    w.exec_ok(ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
-                }
-                &["--tunnel-gso"]
+                &["--tunnel-gso", "--vxlan-packet-rx"]
             } else {
                 &[]
             };

@@ -22,6 +22,15 @@ enum Framing {
 /// Runs the ingress pipeline on `pkt`, a whole IPv4 packet from the
 /// underlay (as a raw socket delivers it).
 pub fn ingress(t: &Tables, pkt: &mut Packet) -> Verdict {
+    ingress_frame(t, pkt, false)
+}
+
+/// The same for the IPv4 packet of a frame a packet socket took in;
+/// `partial`: the frame's virtio header says its checksums are partial
+/// (a super-frame this host made and never cut up, whose bytes were never
+/// on a wire), so the outer UDP checksum, whose sum covers an inner
+/// checksum not yet filled in, is not verified; every other check is.
+pub fn ingress_frame(t: &Tables, pkt: &mut Packet, partial: bool) -> Verdict {
     let h = match ipv4::parse(pkt.data()) {
         Ok(h) => h,
         Err(e) => return Verdict::Drop(e.into()),
@@ -42,45 +51,75 @@ pub fn ingress(t: &Tables, pkt: &mut Packet) -> Verdict {
             forward_inner(t, pkt, h.ecn(), Framing::Exact)
         }
         ipv4::proto::UDP => {
-            let hl = h.header_len;
-            let Some(udp) = pkt
-                .data()
-                .get(hl..hl + UDP_LEN)
-                .and_then(|u| u.first_chunk::<UDP_LEN>())
-            else {
-                return Verdict::Drop(DropReason::Malformed);
-            };
-            let dport = u16::from_be_bytes([udp[2], udp[3]]);
-            if dport != t.vxlan().port {
-                return Verdict::Drop(DropReason::NotForNode);
+            if let Err(reason) = outer_udp(t, pkt, &h, !partial) {
+                return Verdict::Drop(reason);
             }
-            if h.is_fragment() {
-                return Verdict::Drop(DropReason::FragmentedOuter);
-            }
-            let udp_len = u16::from_be_bytes([udp[4], udp[5]]);
-            if usize::from(udp_len) != h.total_len - hl {
-                return Verdict::Drop(DropReason::Malformed);
-            }
-            if !t.is_peer(h.src) {
-                return Verdict::Drop(DropReason::UnknownPeer);
-            }
-            let csum = u16::from_be_bytes([udp[6], udp[7]]);
-            if csum != 0 {
-                let sum = Sum::new()
-                    .add_u32(h.src)
-                    .add_u32(h.dst)
-                    .add_u16(u16::from(ipv4::proto::UDP))
-                    .add_u16(udp_len)
-                    .add_bytes(pkt.data().get(hl..).unwrap_or_default());
-                if sum.fold() != 0xffff {
-                    return Verdict::Drop(DropReason::BadChecksum);
-                }
-            }
-            pkt.advance(hl + UDP_LEN);
+            pkt.advance(h.header_len + UDP_LEN);
             vxlan_payload(t, pkt, h.ecn())
         }
         _ => Verdict::Drop(DropReason::NotForNode),
     }
+}
+
+/// The outer UDP header of a VXLAN packet: to the VXLAN port, not a
+/// fragment, its length the packet's, from a known peer, and (`verify`)
+/// its checksum, unless zero, good.
+fn outer_udp(t: &Tables, pkt: &Packet, h: &ipv4::Header, verify: bool) -> Result<(), DropReason> {
+    let hl = h.header_len;
+    let Some(udp) = pkt
+        .data()
+        .get(hl..hl + UDP_LEN)
+        .and_then(|u| u.first_chunk::<UDP_LEN>())
+    else {
+        return Err(DropReason::Malformed);
+    };
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    if dport != t.vxlan().port {
+        return Err(DropReason::NotForNode);
+    }
+    if h.is_fragment() {
+        return Err(DropReason::FragmentedOuter);
+    }
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]);
+    if usize::from(udp_len) != h.total_len - hl {
+        return Err(DropReason::Malformed);
+    }
+    if !t.is_peer(h.src) {
+        return Err(DropReason::UnknownPeer);
+    }
+    let csum = u16::from_be_bytes([udp[6], udp[7]]);
+    if verify && csum != 0 {
+        let sum = Sum::new()
+            .add_u32(h.src)
+            .add_u32(h.dst)
+            .add_u16(u16::from(ipv4::proto::UDP))
+            .add_u16(udp_len)
+            .add_bytes(pkt.data().get(hl..).unwrap_or_default());
+        if sum.fold() != 0xffff {
+            return Err(DropReason::BadChecksum);
+        }
+    }
+    Ok(())
+}
+
+/// The outer headers of a frame holding several VXLAN datagrams as one
+/// (a `UDP_SEGMENT` send from this host that crossed a veth uncut), checked
+/// as [`ingress`] checks one datagram's but for the UDP checksum (partial:
+/// never on a wire); `pkt` is moved to the datagrams' payloads, to be cut
+/// at the segment size and given to [`ingress_vxlan_payload`] with the
+/// source and outer ECN returned.
+pub fn vxlan_datagrams(
+    t: &Tables,
+    pkt: &mut Packet,
+) -> Result<(std::net::Ipv4Addr, u8), DropReason> {
+    let h = ipv4::parse(pkt.data()).map_err(DropReason::from)?;
+    pkt.truncate(h.total_len);
+    if h.dst != u32::from(t.local().ip) || h.proto != ipv4::proto::UDP {
+        return Err(DropReason::NotForNode);
+    }
+    outer_udp(t, pkt, &h, false)?;
+    pkt.advance(h.header_len + UDP_LEN);
+    Ok((h.src.into(), h.ecn()))
 }
 
 /// Runs the VXLAN part of the ingress pipeline on a UDP payload that a UDP

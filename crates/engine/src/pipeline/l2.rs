@@ -185,6 +185,38 @@ pub fn frame_tunnel(pkt: &mut Packet, tap: MacAddr, gso: Gso) -> Result<[u8; TNL
     crate::wire::vnet::vxlan_tcp4_gso(pkt.data(), gso.size).ok_or(DropReason::Malformed)
 }
 
+/// What a VXLAN frame from a packet socket holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framed {
+    /// One VXLAN packet (a partial checksum in it now complete).
+    Packet,
+    /// A VXLAN packet around a TCP super-packet, its checksums partial:
+    /// the inner packet goes whole.
+    Whole(Gso),
+    /// Several VXLAN datagrams of this many bytes each (the last may be
+    /// shorter) behind one set of outer headers (`UDP_SEGMENT` uncut).
+    Datagrams(u16),
+}
+
+/// Moves `pkt` from the start of a VXLAN frame read from a packet socket
+/// (after its virtio header when `vnet`) to its outer IPv4 packet, as
+/// [`unframe_direct`] does, and says what the frame holds.
+pub fn unframe_vxlan(pkt: &mut Packet, vnet: bool) -> Result<Framed, DropReason> {
+    if vnet {
+        let hdr = VnetHdr::parse(pkt.data()).ok_or(DropReason::Malformed)?;
+        if hdr.gso_type & !vnet::GSO_ECN == vnet::GSO_UDP_L4 {
+            if hdr.gso_size == 0 || !pkt.advance(vnet::LEN + ETH_LEN) {
+                return Err(DropReason::Malformed);
+            }
+            return Ok(Framed::Datagrams(hdr.gso_size));
+        }
+    }
+    Ok(match unframe_direct(pkt, vnet)? {
+        Some(g) => Framed::Whole(g),
+        None => Framed::Packet,
+    })
+}
+
 /// Moves `pkt` from the start of a frame read from a packet socket (after
 /// its virtio header when `vnet`) to its IPv4 packet. A partial checksum of
 /// a single packet is completed here; a TCP super-packet stays whole, its

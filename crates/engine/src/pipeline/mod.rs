@@ -26,8 +26,8 @@ use crate::wire::MacAddr;
 pub use egress::{egress, egress_gso};
 pub use encap::finish_udp_checksum;
 pub use frag::FragJob;
-pub use ingress::{ingress, ingress_direct, ingress_vxlan_payload};
-pub use l2::{FromTun, Gso};
+pub use ingress::{ingress, ingress_direct, ingress_frame, ingress_vxlan_payload, vxlan_datagrams};
+pub use l2::{Framed, FromTun, Gso};
 
 /// Headroom a packet buffer needs in front of an inner packet: the largest
 /// encapsulation (VXLAN: IPv4 20 + UDP 8 + VXLAN 8 + Ethernet 14 = 50) plus

@@ -1,6 +1,8 @@
-//! The classic BPF program of direct mode's packet socket: frames to this
-//! host (not flooded to others), IPv4, with a destination in one of the
-//! local prefixes. Built here as data, so it is tested without a socket.
+//! The classic BPF programs of the packet sockets: direct mode's (frames to
+//! this host, not flooded to others, IPv4, with a destination in one of the
+//! local prefixes) and VXLAN's (IPv4 UDP to the node's address and the
+//! VXLAN port); and the one that keeps everything from a socket. Built here
+//! as data, so they are tested without a socket.
 
 use std::net::Ipv4Addr;
 
@@ -8,6 +10,9 @@ use socket2::SockFilter;
 
 const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
 const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+const LD_H_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
+const LDX_B_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (P[k] & 0xf)
 const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
 const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const RET_K: u16 = 0x06; // BPF_RET | BPF_K
@@ -30,6 +35,33 @@ impl Insn {
         Insn { code, jt, jf, k }
     }
 }
+
+/// VXLAN's packet socket: frames to this host carrying IPv4 UDP to `ip`
+/// and `port` (the UDP header found past the IPv4 options). A later
+/// fragment carries no UDP header and is not taken; a first fragment is,
+/// and ingress counts it (`fragmented-outer`).
+pub fn vxlan_frames(ip: Ipv4Addr, port: u16) -> Vec<Insn> {
+    vec![
+        Insn::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        Insn::new(JEQ_K, 0, 9, libc::PACKET_HOST as u32),
+        Insn::new(LD_H_ABS, 0, 0, 12),
+        Insn::new(JEQ_K, 0, 7, 0x0800),
+        Insn::new(LD_B_ABS, 0, 0, 14 + 9),
+        Insn::new(JEQ_K, 0, 5, 17),
+        Insn::new(LD_W_ABS, 0, 0, 14 + 16),
+        Insn::new(JEQ_K, 0, 3, u32::from(ip)),
+        Insn::new(LDX_B_MSH, 0, 0, 14),
+        Insn::new(LD_H_IND, 0, 0, 14 + 2),
+        Insn::new(JEQ_K, 1, 0, u32::from(port)),
+        Insn::new(RET_K, 0, 0, 0),
+        Insn::new(RET_K, 0, 0, ACCEPT),
+    ]
+}
+
+/// Takes nothing: for the VXLAN UDP socket while the packet socket
+/// receives (the socket stays bound, so that the kernel sends no ICMP
+/// port unreachable, and queues nothing).
+pub const DROP_ALL: [Insn; 1] = [Insn::new(RET_K, 0, 0, 0)];
 
 /// The program as the kernel takes it.
 pub fn to_filters(prog: &[Insn]) -> Vec<SockFilter> {
@@ -89,7 +121,7 @@ mod tests {
     /// Ethernet frame of packet type `pkttype`, for the instructions the
     /// program uses (BPF(4), filter.txt): returns what `ret` returns.
     fn run(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
-        let (mut a, mut pc) = (0u32, 0usize);
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
         while let Some(i) = prog.get(pc) {
             pc += 1;
             match i.code {
@@ -103,6 +135,21 @@ mod tests {
                 }
                 LD_H_ABS => {
                     let k = i.k as usize;
+                    let Some(b) = frame.get(k..k + 2) else {
+                        return 0;
+                    };
+                    a = u32::from(u16::from_be_bytes([b[0], b[1]]));
+                }
+                LD_B_ABS => match frame.get(i.k as usize) {
+                    Some(b) => a = u32::from(*b),
+                    None => return 0,
+                },
+                LDX_B_MSH => match frame.get(i.k as usize) {
+                    Some(b) => x = 4 * u32::from(b & 0x0f),
+                    None => return 0,
+                },
+                LD_H_IND => {
+                    let k = (x + i.k) as usize;
                     let Some(b) = frame.get(k..k + 2) else {
                         return 0;
                     };
@@ -165,5 +212,38 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x0800, [10, 3, 0, 1]), HOST), ACCEPT);
         assert_eq!(run(&prog, &frame(0x0800, [10, 3, 79, 1]), HOST), ACCEPT);
         assert_eq!(run(&prog, &frame(0x0800, [10, 3, 80, 1]), HOST), 0);
+    }
+
+    #[test]
+    fn takes_vxlan_to_this_node_only() {
+        let prog = vxlan_frames(Ipv4Addr::new(192, 168, 33, 55), 4789);
+        let vxlan = |proto: u8, dst: [u8; 4], ihl: u8, port: u16| {
+            let mut f = frame(0x0800, dst);
+            f[14] = 0x40 | ihl;
+            f[23] = proto;
+            let at = 14 + usize::from(ihl) * 4;
+            f.resize(at + 8, 0);
+            f[at + 2..at + 4].copy_from_slice(&port.to_be_bytes());
+            f
+        };
+        let node = [192, 168, 33, 55];
+        assert_eq!(run(&prog, &vxlan(17, node, 5, 4789), HOST), ACCEPT);
+        // Past IPv4 options (a header of 24 bytes).
+        assert_eq!(run(&prog, &vxlan(17, node, 6, 4789), HOST), ACCEPT);
+        let mut opts = vxlan(17, node, 6, 4789);
+        opts[34 + 2..34 + 4].copy_from_slice(&4789u16.to_be_bytes());
+        opts[38 + 2..38 + 4].copy_from_slice(&53u16.to_be_bytes());
+        assert_eq!(run(&prog, &opts, HOST), 0, "port read past the options");
+        // Another port, protocol, address, EtherType or host: never.
+        assert_eq!(run(&prog, &vxlan(17, node, 5, 4790), HOST), 0);
+        assert_eq!(run(&prog, &vxlan(6, node, 5, 4789), HOST), 0);
+        assert_eq!(run(&prog, &vxlan(17, [192, 168, 33, 57], 5, 4789), HOST), 0);
+        assert_eq!(run(&prog, &vxlan(17, node, 5, 4789), OTHERHOST), 0);
+        let mut arp = vxlan(17, node, 5, 4789);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(run(&prog, &arp, HOST), 0);
+        // Cut short before the UDP header: not taken.
+        assert_eq!(run(&prog, &vxlan(17, node, 5, 4789)[..35], HOST), 0);
+        assert_eq!(run(&DROP_ALL, &vxlan(17, node, 5, 4789), HOST), 0);
     }
 }

@@ -437,3 +437,74 @@ fn ethernet_padding_on_a_minimum_frame_is_tolerated() {
         Verdict::Drop(DropReason::Malformed)
     );
 }
+
+/// Two VXLAN datagrams behind one set of outer headers, as a `UDP_SEGMENT`
+/// send from this host reaches a packet socket uncut: the outer headers
+/// are checked once (but for the UDP checksum, partial), and each payload
+/// decapsulates as the golden packet's does.
+#[test]
+fn vxlan_datagrams_behind_one_header_decapsulate_one_by_one() {
+    let t = tables("k8s-node2");
+    let one = golden_vxlan_packet();
+    let payload = &one[28..];
+    let run = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut p = one[..28].to_vec();
+        p.extend(payload);
+        p.extend(payload);
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        // The checksum a UDP_SEGMENT send leaves partial: not verified.
+        p[26..28].copy_from_slice(&[0x12, 0x34]);
+        edit(&mut p);
+        fix_ip_csum(&mut p, 0);
+        let mut buf = vec![0u8; HEADROOM + p.len()];
+        buf[HEADROOM..].copy_from_slice(&p);
+        let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+        let r = super::vxlan_datagrams(&t, &mut pkt);
+        (r, pkt.offset() - HEADROOM, pkt.len())
+    };
+    let (r, at, len) = run(&|_| {});
+    // From k8s-node1, outer ECN ECT(0); the payloads from byte 28 on.
+    assert_eq!(r, Ok((Ipv4Addr::new(192, 168, 33, 55), 2)));
+    assert_eq!((at, len), (28, 2 * payload.len()));
+    for _ in 0..2 {
+        let mut p = payload.to_vec();
+        let mut pkt = Packet::new(&mut p, 0, payload.len());
+        let v = super::ingress_vxlan_payload(&t, Ipv4Addr::new(192, 168, 33, 55), 2, &mut pkt);
+        assert_eq!(v, Verdict::Deliver(ep(&t, "calb1")));
+        assert_eq!(pkt.data(), cat(&[INNER_VXLAN_TTL62, ICMP_ECHO]));
+    }
+    // The outer checks still apply: a stranger, another port, a fragment,
+    // a UDP length that is not the packet's, another address.
+    let stranger = run(&|p| p[12..16].copy_from_slice(&[192, 168, 33, 99])).0;
+    assert_eq!(stranger, Err(DropReason::UnknownPeer));
+    let port = run(&|p| p[22..24].copy_from_slice(&4790u16.to_be_bytes())).0;
+    assert_eq!(port, Err(DropReason::NotForNode));
+    let frag = run(&|p| p[6] |= 0x20).0;
+    assert_eq!(frag, Err(DropReason::FragmentedOuter));
+    let udp_len = run(&|p| p[25] -= 1).0;
+    assert_eq!(udp_len, Err(DropReason::Malformed));
+    let other = run(&|p| p[19] = 58).0;
+    assert_eq!(other, Err(DropReason::NotForNode));
+}
+
+/// A frame whose checksums the virtio header says are partial skips the
+/// outer UDP checksum; any other is verified.
+#[test]
+fn a_partial_frame_skips_only_the_outer_udp_checksum() {
+    let t = tables("k8s-node2");
+    let mut p = golden_vxlan_packet();
+    p[26] ^= 0xff;
+    let run = |p: &[u8], partial: bool| {
+        let mut buf = p.to_vec();
+        let mut pkt = Packet::new(&mut buf, 0, p.len());
+        super::ingress_frame(&t, &mut pkt, partial)
+    };
+    assert_eq!(run(&p, true), Verdict::Deliver(ep(&t, "calb1")));
+    assert_eq!(run(&p, false), Verdict::Drop(DropReason::BadChecksum));
+    // Every other check holds for a partial frame too.
+    let mut vni = golden_vxlan_packet();
+    vni[28 + 5] = 0x11;
+    assert_eq!(run(&vni, true), Verdict::Drop(DropReason::BadVni));
+}
