@@ -509,11 +509,17 @@ impl Worker {
                     }
                 }
             }
-            Verdict::Send(pipeline::Target::Vxlan { .. }) if gso.is_some() => {
+            // Super-packets, and the TCP data of their flows, through the
+            // tunnel TAP.
+            Verdict::Send(pipeline::Target::Vxlan { .. })
+                if gso.is_some()
+                    || (self.tx.tunnel_mac().is_some()
+                        && l2::carries_tcp_data(self.pool.bytes(&s))) =>
+            {
                 let mut pkt = Packet::new(self.pool.buf(s.buf), s.start, s.len());
-                let framed = match (self.tx.tunnel_mac(), gso) {
-                    (Some(mac), Some(g)) => l2::frame_tunnel(&mut pkt, mac, g),
-                    _ => Err(DropReason::UnsupportedGso),
+                let framed = match self.tx.tunnel_mac() {
+                    Some(mac) => l2::frame_tunnel(&mut pkt, mac, gso),
+                    None => Err(DropReason::UnsupportedGso),
                 };
                 match framed {
                     Ok(hdr) => self.tx.queue_tunnel(slot(s.buf, &pkt), hdr),

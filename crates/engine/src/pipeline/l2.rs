@@ -150,14 +150,19 @@ pub fn frame_direct(
     }
 }
 
-/// Frames `pkt`, a VXLAN packet around a TCP super-packet (`gso`) as
-/// egress encapsulated it, for the tunnel TAP whose MAC is `tap`: the
-/// Ethernet header to the TAP, and the tunnel virtio header it is written
-/// after (returned). The outer TTL is one more than VXLAN's, as the kernel
-/// forwards the packet from the TAP to the underlay and takes one off; the
-/// outer UDP checksum holds the pseudo-header sum, which the kernel
-/// completes on every segment.
-pub fn frame_tunnel(pkt: &mut Packet, tap: MacAddr, gso: Gso) -> Result<[u8; TNL_LEN], DropReason> {
+/// Frames `pkt`, a VXLAN packet as egress encapsulated it, for the tunnel
+/// TAP whose MAC is `tap`: the Ethernet header to the TAP, and the tunnel
+/// virtio header it is written after (returned): for a TCP super-packet
+/// (`gso`), the tunnel GSO header; for one packet, only the outer UDP
+/// checksum to complete. The outer TTL is one more than VXLAN's, as the
+/// kernel forwards the packet from the TAP to the underlay and takes one
+/// off; the outer UDP checksum holds the pseudo-header sum, which the
+/// kernel (or the NIC) completes on every segment.
+pub fn frame_tunnel(
+    pkt: &mut Packet,
+    tap: MacAddr,
+    gso: Option<Gso>,
+) -> Result<[u8; TNL_LEN], DropReason> {
     let data = pkt.data_mut();
     let h: &mut [u8; HEADER_LEN] = data.first_chunk_mut().ok_or(DropReason::Malformed)?;
     if h[0] != 0x45 || h[ipv4::field::PROTO] != ipv4::proto::UDP {
@@ -182,7 +187,30 @@ pub fn frame_tunnel(pkt: &mut Packet, tap: MacAddr, gso: Gso) -> Result<[u8; TNL
     eth[..6].copy_from_slice(&tap.0);
     eth[6..12].copy_from_slice(&tap.0);
     eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let Some(gso) = gso else {
+        // NEEDS_CSUM, hdr_len through the outer UDP header (42),
+        // csum_start at it (34), csum_offset 6.
+        let mut h = [0u8; TNL_LEN];
+        h[0] = vnet::F_NEEDS_CSUM;
+        h[2] = (ETH_LEN + HEADER_LEN + 8) as u8;
+        h[6] = (ETH_LEN + HEADER_LEN) as u8;
+        h[8] = 6;
+        return Ok(h);
+    };
     crate::wire::vnet::vxlan_tcp4_gso(pkt.data(), gso.size).ok_or(DropReason::Malformed)
+}
+
+/// Whether `outer`, a VXLAN packet as egress encapsulated it, carries a TCP
+/// segment with data: such a packet of a flow whose super-packets go
+/// through the tunnel TAP goes that way too, so that the flow's segments
+/// stay in order (the TAP and the UDP sockets reach the underlay by
+/// different queues).
+pub fn carries_tcp_data(outer: &[u8]) -> bool {
+    let Some(inner) = outer.get(OVERHEAD..) else {
+        return false;
+    };
+    let total = inner.get(2..4).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    vnet::tcp4_header_len(inner).is_some_and(|hl| total > hl)
 }
 
 /// What a VXLAN frame from a packet socket holds.

@@ -406,7 +406,7 @@ fn a_vxlan_super_packet_is_framed_for_the_tunnel_tap() {
         size: 1398,
         ecn: false,
     };
-    let hdr = l2::frame_tunnel(&mut pkt, tap, gso).unwrap();
+    let hdr = l2::frame_tunnel(&mut pkt, tap, Some(gso)).unwrap();
     let f = pkt.data();
     assert_eq!(f.len(), 14 + 4050);
     // Ethernet to the TAP's own MAC (from it too), IPv4.
@@ -441,13 +441,42 @@ fn a_vxlan_super_packet_is_framed_for_the_tunnel_tap() {
     let mut buf = buffer(&tcp_outer);
     let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
     assert_eq!(
-        l2::frame_tunnel(&mut pkt, tap, gso),
+        l2::frame_tunnel(&mut pkt, tap, Some(gso)),
         Err(DropReason::Malformed)
     );
     let mut buf = p.clone();
     let mut pkt = Packet::new(&mut buf, 0, p.len());
     assert_eq!(
-        l2::frame_tunnel(&mut pkt, tap, gso),
+        l2::frame_tunnel(&mut pkt, tap, Some(gso)),
         Err(DropReason::NoHeadroom)
     );
+}
+
+#[test]
+fn one_vxlan_packet_is_framed_for_the_tunnel_tap_with_its_udp_checksum_partial() {
+    let inner = tcp([10, 2, 169, 138], 100);
+    let mut p = vec![0u8; 50];
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0, 150, 0, 7, 0, 0, 64, 17, 0, 0, 192, 168, 33, 55, 192, 168, 33, 57,
+    ]);
+    p[20..28].copy_from_slice(&[0x9c, 0x41, 0x12, 0xb5, 0, 130, 0xaa, 0xbb]);
+    p.extend(&inner);
+    assert!(l2::carries_tcp_data(&p), "60 bytes of TCP data");
+    let mut buf = buffer(&p);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+    let tap = MacAddr([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+    let hdr = l2::frame_tunnel(&mut pkt, tap, None).unwrap();
+    // NEEDS_CSUM, no GSO, hdr_len 42, csum_start 34 (the outer UDP),
+    // csum_offset 6; no tunnel offsets.
+    let mut want = [0u8; 24];
+    want[..10].copy_from_slice(&[0x01, 0, 42, 0, 0, 0, 34, 0, 6, 0]);
+    assert_eq!(hdr, want);
+    assert_eq!(pkt.data()[14 + 8], 65);
+    // A pure ACK (no data), or not TCP, stays on the UDP path.
+    let ack = [&p[..50], &tcp([10, 2, 169, 138], 40)[..]].concat();
+    assert!(!l2::carries_tcp_data(&ack));
+    let mut udp = p.clone();
+    udp[50 + 9] = 17;
+    assert!(!l2::carries_tcp_data(&udp));
+    assert!(!l2::carries_tcp_data(&p[..60]));
 }
