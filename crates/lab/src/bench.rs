@@ -72,6 +72,11 @@ pub struct Series {
     /// round (`TcpExt` `TCPSACKReorder` + `TCPTSReorder` + `TCPRenoReorder`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reorder_events: Vec<u64>,
+    /// The fraction of all the machine's CPUs busy during each round's
+    /// test (`/proc/stat`), and its median: throughput per CPU, path by
+    /// path, is `median / cpu_busy`.
+    pub cpu_busy_samples: Vec<f64>,
+    pub cpu_busy: f64,
 }
 
 /// One run of one test.
@@ -79,6 +84,40 @@ pub struct Series {
 struct Sample {
     value: f64,
     tcp: Option<(u64, u64)>,
+    cpu: f64,
+}
+
+/// The machine's CPU time so far (`/proc/stat`'s first line): busy and
+/// total, in ticks. Idle and iowait are not busy.
+fn cpu_ticks() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    cpu_ticks_of(&text)
+}
+
+fn cpu_ticks_of(stat: &str) -> (u64, u64) {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already in user).
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The busy fraction between two [`cpu_ticks`] readings.
+fn busy_between(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let total = b.1.saturating_sub(a.1);
+    if total == 0 {
+        return 0.0;
+    }
+    b.0.saturating_sub(a.0) as f64 / total as f64
 }
 
 /// The sum of the kernel's reordering counters in namespace `ns`.
@@ -170,7 +209,9 @@ fn measure(
         "udp64" => &["-u", "-l", "64", "-b", "0"],
         _ => &[],
     };
+    let before = cpu_ticks();
     let v = w.iperf3_json(from, to, to_ip, extra, seconds)?;
+    let cpu = busy_between(before, cpu_ticks());
     Ok(if test == "udp64" {
         let sum = &v["end"]["sum"];
         let received =
@@ -178,6 +219,7 @@ fn measure(
         Sample {
             value: received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3,
             tcp: None,
+            cpu,
         }
     } else {
         let reorder = reorder_events(w, from)?.saturating_sub(reorder_before);
@@ -190,6 +232,7 @@ fn measure(
                 v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
                 reorder,
             )),
+            cpu,
         }
     })
 }
@@ -292,11 +335,12 @@ pub fn run(
                 });
                 let _ = writeln!(
                     log,
-                    "round {}/{} {path:<18} {test:<6} {:>9.2} {}{tcp}",
+                    "round {}/{} {path:<18} {test:<6} {:>9.2} {}  cpu {:.2}{tcp}",
                     round + 1,
                     opts.rounds,
                     v.value,
-                    unit(test)
+                    unit(test),
+                    v.cpu
                 );
                 samples[p][t].push(v);
             }
@@ -307,7 +351,10 @@ pub fn run(
         for (t, test) in TESTS.iter().enumerate() {
             let values: Vec<f64> = samples[p][t].iter().map(|s| s.value).collect();
             let tcp: Vec<(u64, u64)> = samples[p][t].iter().filter_map(|s| s.tcp).collect();
+            let cpu: Vec<f64> = samples[p][t].iter().map(|s| s.cpu).collect();
             results.push(Series {
+                cpu_busy: median(&cpu),
+                cpu_busy_samples: cpu,
                 path: path.to_string(),
                 test: test.to_string(),
                 unit: unit(test).to_string(),
@@ -366,6 +413,30 @@ pub fn table(r: &Report) -> String {
         s,
         "(ratios: podwire-vxlan, podwire-vxlan-tap and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's)"
     );
+    let _ = writeln!(
+        s,
+        "CPU busy during each test (fraction of all CPUs, median), and the median per busy CPU"
+    );
+    let _ = write!(s, "{:<18}", "path");
+    for t in TESTS {
+        let _ = write!(s, " {:>22}", format!("{t} (per CPU)"));
+    }
+    let _ = writeln!(s);
+    for path in PATHS {
+        let _ = write!(s, "{path:<18}");
+        for test in TESTS {
+            let cell = find(r, path, test).map_or(String::from("-"), |x| {
+                let per = if x.cpu_busy > 0.0 {
+                    x.median / x.cpu_busy
+                } else {
+                    0.0
+                };
+                format!("{:.2} ({per:.2})", x.cpu_busy)
+            });
+            let _ = write!(s, " {cell:>22}");
+        }
+        let _ = writeln!(s);
+    }
     let tcp: Vec<&str> = TESTS.into_iter().filter(|t| t.starts_with("tcp")).collect();
     if r.results.iter().any(|x| !x.retransmits.is_empty()) {
         let _ = writeln!(
@@ -489,6 +560,8 @@ mod tests {
                     samples,
                     retransmits: if tcp { vec![i as u64, 1, 0] } else { vec![] },
                     reorder_events: if tcp { vec![0, 0, 2] } else { vec![] },
+                    cpu_busy_samples: vec![0.5, 0.25, 0.5],
+                    cpu_busy: 0.5,
                 });
             }
         }
@@ -513,6 +586,20 @@ mod tests {
                 .any(|l| l.starts_with("podwire-vxlan-nat ") && l.contains("8.00 (1.14x)")),
             "{t}"
         );
+        // CPU busy 0.5 everywhere: kernel-vxlan's tcp1 (median 2) is 4 per CPU.
+        assert!(
+            t.lines()
+                .skip_while(|l| !l.starts_with("CPU busy"))
+                .any(|l| l.starts_with("kernel-vxlan ") && l.contains("0.50 (4.00)")),
+            "{t}"
+        );
+        // /proc/stat: busy = user + nice + system + irq + softirq + steal.
+        let a = cpu_ticks_of("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n");
+        assert_eq!(a, (150, 1000));
+        let b = cpu_ticks_of("cpu  400 0 150 900 50 0 0 0 0 0\n");
+        assert_eq!(busy_between(a, b), 0.8);
+        assert_eq!(busy_between(b, b), 0.0);
+        assert_eq!(cpu_ticks_of("nothing"), (0, 0));
         // podwire-vxlan-tap (path 9, median 11) against kernel-vxlan: 5.5x.
         assert!(
             t.lines()

@@ -209,7 +209,9 @@ pub fn carries_tcp_data(outer: &[u8]) -> bool {
     let Some(inner) = outer.get(OVERHEAD..) else {
         return false;
     };
-    let total = inner.get(2..4).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let total = inner
+        .get(2..4)
+        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
     vnet::tcp4_header_len(inner).is_some_and(|hl| total > hl)
 }
 
