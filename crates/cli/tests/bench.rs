@@ -33,7 +33,7 @@ fn bench_measures_every_path() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["rounds"], 1);
     let results = j["results"].as_array().unwrap();
-    assert_eq!(results.len(), 27);
+    assert_eq!(results.len(), 30);
     for path in [
         "kernel-vxlan",
         "kernel-direct",
@@ -44,6 +44,7 @@ fn bench_measures_every_path() {
         "podwire-vxlan-nat",
         "kernel-vxlan-svc",
         "podwire-vxlan-svc",
+        "podwire-vxlan-tap",
     ] {
         for (test, unit) in [("tcp1", "Gbit/s"), ("tcp4", "Gbit/s"), ("udp64", "kpps")] {
             let r = results
@@ -54,6 +55,10 @@ fn bench_measures_every_path() {
             let median = r["median"].as_f64().unwrap();
             assert!(median > 0.0, "{path} {test}: {median}");
             assert_eq!(r["samples"].as_array().unwrap().len(), 1);
+            // The CPUs were busy during the test: some, not more than all.
+            let busy = r["cpu_busy"].as_f64().unwrap();
+            assert!(busy > 0.0 && busy <= 1.0, "{path} {test}: cpu_busy {busy}");
+            assert_eq!(r["cpu_busy_samples"].as_array().unwrap().len(), 1);
             // TCP tests count retransmissions and reordering, one per round.
             let n = usize::from(test != "udp64");
             for key in ["retransmits", "reorder_events"] {
