@@ -373,7 +373,7 @@ fn bench_whole(c: &mut Criterion) {
             let mut pkt = Packet::new(&mut buf, HEADROOM, inner.len());
             let v = pipeline::egress_gso(&t, &mut st, from, black_box(&mut pkt), 1450);
             let hdr = l2::frame_tunnel(&mut pkt, tap, Some(gso));
-            black_box((v, hdr, pkt.offset()));
+            let _ = black_box((v, hdr, pkt.offset()));
         })
     });
     bench_memcpy(&mut g, &inner);
