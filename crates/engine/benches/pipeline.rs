@@ -97,26 +97,34 @@ fn tables(config: &str, node: &str) -> Tables {
     table::compile(&resources, node, &underlay).expect("example tables compile")
 }
 
-/// A UDP/IPv4 packet of total length `len` from SRC to DST (DF set, TTL 64,
-/// correct IP and UDP checksums), the rest filled with a byte pattern.
-fn inner_packet(len: usize) -> Vec<u8> {
+/// `len` bytes, an IPv4 header from SRC to DST (DF set, TTL 64, `proto`)
+/// first, zeros after it.
+fn packet_from_src_to_dst(len: usize, proto: u8) -> Vec<u8> {
     let total_len = u16::try_from(len).expect("packet fits an IPv4 total length");
-    let udp_len = total_len - H as u16;
     let mut p = vec![0u8; len];
-    let (ip, udp) = p.split_at_mut(H);
     ipv4::emit(
-        ip.try_into().expect("20 bytes"),
+        (&mut p[..H]).try_into().expect("20 bytes"),
         &ipv4::Emit {
             tos: 0,
             total_len,
             ident: 0x1c46,
             flags_frag: ipv4::FLAG_DF,
             ttl: 64,
-            proto: ipv4::proto::UDP,
+            proto,
             src: u32::from(SRC),
             dst: u32::from(DST),
         },
     );
+    p
+}
+
+/// A UDP/IPv4 packet of total length `len` from SRC to DST (DF set, TTL 64,
+/// correct IP and UDP checksums), the rest filled with a byte pattern.
+fn inner_packet(len: usize) -> Vec<u8> {
+    let total_len = u16::try_from(len).expect("packet fits an IPv4 total length");
+    let udp_len = total_len - H as u16;
+    let mut p = packet_from_src_to_dst(len, ipv4::proto::UDP);
+    let udp = &mut p[H..];
     udp[0..2].copy_from_slice(&40_000u16.to_be_bytes());
     udp[2..4].copy_from_slice(&5201u16.to_be_bytes());
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
@@ -322,21 +330,7 @@ fn bench_host_path(c: &mut Criterion) {
 /// 20-byte TCP header with ACK), as a pod's kernel hands it to its TUN
 /// device with TSO.
 fn tcp_super_packet(len: usize) -> Vec<u8> {
-    let total_len = u16::try_from(len).expect("packet fits an IPv4 total length");
-    let mut p = vec![0u8; len];
-    ipv4::emit(
-        (&mut p[..H]).try_into().expect("20 bytes"),
-        &ipv4::Emit {
-            tos: 0,
-            total_len,
-            ident: 0x1c46,
-            flags_frag: ipv4::FLAG_DF,
-            ttl: 64,
-            proto: ipv4::proto::TCP,
-            src: u32::from(SRC),
-            dst: u32::from(DST),
-        },
-    );
+    let mut p = packet_from_src_to_dst(len, ipv4::proto::TCP);
     p[H..H + 4].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
     p[H + 12] = 0x50;
     p[H + 13] = 0x10;
