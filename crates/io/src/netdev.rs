@@ -81,11 +81,15 @@ fn sysfs(name: &str, attr: &str) -> io::Result<String> {
     )
 }
 
-/// The interface index of `name`.
+/// The interface index of `name`, in the calling thread's network
+/// namespace (sysfs shows the namespace it was mounted in).
 pub fn ifindex(name: &str) -> io::Result<u32> {
-    sysfs(name, "ifindex")?
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated string alive for the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }
 
 /// The MAC address of `name`.

@@ -20,7 +20,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use podwire_wire::MacAddr;
 use podwire_wire::vnet::{self, TNL_LEN};
@@ -70,13 +70,19 @@ pub enum TapError {
     )]
     RpFilter(String),
     #[error(
+        "cannot load or attach the IPIP re-tag program (it needs CAP_BPF and Linux 6.6 or later): {0}"
+    )]
+    Bpf(io::Error),
+    #[error(
         "this kernel does not take VXLAN super-packets through a TAP (a tunnel header write was refused: {0}; Linux 6.17 or later is needed)"
     )]
     Unsupported(io::Error),
 }
 
-/// Opens one queue of TAP `name` (creating the device with the first).
-fn open_queue(name: &str) -> io::Result<TapQueue> {
+/// Opens one queue of TAP `name` (creating the device with the first),
+/// or of an L3 TUN when `tun`; the tunnel header size is set on the TAP
+/// only (the TUN takes the plain 10-byte virtio header).
+fn open_queue(name: &str, tun: bool) -> io::Result<TapQueue> {
     let path = CString::new("/dev/net/tun").map_err(io::Error::other)?;
     // SAFETY: `path` is a valid NUL-terminated string; the returned
     // descriptor is checked and owned by the `File` below.
@@ -103,12 +109,16 @@ fn open_queue(name: &str) -> io::Result<TapQueue> {
     for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
+    let kind = if tun { libc::IFF_TUN } else { libc::IFF_TAP };
     req.ifr_ifru.ifru_flags =
-        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE) as i16;
+        (kind | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE) as i16;
     // SAFETY: TUNSETIFF reads (and writes back the name into) `req`, a
     // valid `ifreq` that outlives the call; `fd` is an open tun descriptor.
     if unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req as *mut libc::ifreq) } < 0 {
         return Err(io::Error::last_os_error());
+    }
+    if tun {
+        return Ok(TapQueue { file });
     }
     let size: libc::c_int = TNL_LEN as libc::c_int;
     // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, which
@@ -188,6 +198,30 @@ fn probe_frame() -> Vec<u8> {
 /// it up, and checks with one write that the kernel takes tunnel headers.
 /// The device goes when its last queue is closed.
 pub fn open(name: &str, queues: usize) -> Result<TunnelTap, TapError> {
+    let qs = open_forwarding(name, queues, false)?;
+    let configure = |what, source| TapError::Configure {
+        name: name.to_string(),
+        what,
+        source,
+    };
+    let mac = crate::netdev::mac(name).map_err(|e| configure("MAC address", e))?;
+    let frame = probe_frame();
+    let hdr = vnet::vxlan_tcp4_gso(&frame, 100).ok_or_else(|| {
+        TapError::Unsupported(io::Error::other("the probe frame has no tunnel header"))
+    })?;
+    qs[0]
+        .send_vectored(&[IoSlice::new(&hdr), IoSlice::new(&frame)])
+        .map_err(TapError::Unsupported)?;
+    Ok(TunnelTap {
+        name: name.to_string(),
+        mac,
+        queues: qs,
+    })
+}
+
+/// Makes device `name` (a TAP, or an L3 TUN when `tun`) with `queues`
+/// queues, sets it up to forward what is written into it, and brings it up.
+fn open_forwarding(name: &str, queues: usize, tun: bool) -> Result<Vec<TapQueue>, TapError> {
     let create = |source| TapError::Create {
         name: name.to_string(),
         source,
@@ -199,7 +233,7 @@ pub fn open(name: &str, queues: usize) -> Result<TunnelTap, TapError> {
     };
     let mut qs = Vec::with_capacity(queues.max(1));
     for _ in 0..queues.max(1) {
-        qs.push(open_queue(name).map_err(create)?);
+        qs.push(open_queue(name, tun).map_err(create)?);
     }
     // Before it comes up: no IPv6 (no link-local address, nothing sent out
     // of it), forwarding of what is written into it, sources that are this
@@ -220,18 +254,41 @@ pub fn open(name: &str, queues: usize) -> Result<TunnelTap, TapError> {
         return Err(TapError::RpFilter(all.trim().to_string()));
     }
     set_up(name).map_err(|e| configure("up", e))?;
-    let mac = crate::netdev::mac(name).map_err(|e| configure("MAC address", e))?;
-    let frame = probe_frame();
-    let hdr = vnet::vxlan_tcp4_gso(&frame, 100).ok_or_else(|| {
-        TapError::Unsupported(io::Error::other("the probe frame has no tunnel header"))
-    })?;
-    qs[0]
-        .send_vectored(&[IoSlice::new(&hdr), IoSlice::new(&frame)])
-        .map_err(TapError::Unsupported)?;
-    Ok(TunnelTap {
+    Ok(qs)
+}
+
+/// The IPIP tunnel TUN: an L3 TUN in the node's namespace through which
+/// whole IPIP super-packets (outer IPv4, protocol 4, around a pod's TCP
+/// super-packet, after a TCPv4 virtio header) enter the node's kernel,
+/// with the re-tag program ([`crate::sys::ebpf::ipip_retag`]) on its TCX
+/// ingress hook, so that the kernel cuts them as IPIP; routed to the
+/// underlay as the tunnel TAP's frames are. The program stays attached
+/// while `link` is open.
+#[derive(Debug)]
+pub struct IpipTun {
+    pub name: String,
+    pub queues: Vec<TapQueue>,
+    _link: OwnedFd,
+    _prog: OwnedFd,
+}
+
+/// Makes the IPIP tunnel TUN `name` with `queues` queues and attaches the
+/// re-tag program (needs `CAP_BPF` and Linux 6.6's TCX).
+pub fn open_ipip(name: &str, queues: usize) -> Result<IpipTun, TapError> {
+    let qs = open_forwarding(name, queues, true)?;
+    let prog = crate::sys::ebpf::load_tcx_ingress(&crate::sys::ebpf::ipip_retag(), "podwire_ipip")
+        .map_err(TapError::Bpf)?;
+    let ifindex = crate::netdev::ifindex(name).map_err(|e| TapError::Configure {
         name: name.to_string(),
-        mac,
+        what: "index",
+        source: e,
+    })?;
+    let link = crate::sys::ebpf::attach_tcx_ingress(&prog, ifindex).map_err(TapError::Bpf)?;
+    Ok(IpipTun {
+        name: name.to_string(),
         queues: qs,
+        _link: link,
+        _prog: prog,
     })
 }
 

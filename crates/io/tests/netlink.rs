@@ -4,112 +4,18 @@
 //! that entered A with `setns`, so that its netlink sockets are A's.
 //! Needs root; without it each test says it was skipped and passes.
 
-use std::fs::File;
+mod common;
+
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use podwire_io::netlink::{self, Link, NeighEvent, NeighState, NeighWatch, Neighbour};
-use podwire_wire::MacAddr;
-
-const A_ADDR: &str = "192.168.77.1/24";
-const B_ADDR: &str = "192.168.77.2/24";
-const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
-/// On A's subnet, but no host has it.
-const ABSENT: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 99);
-const A_MAC: MacAddr = MacAddr([0x02, 0x50, 0x57, 0x77, 0x00, 0x01]);
-const B_MAC: MacAddr = MacAddr([0x02, 0x50, 0x57, 0x77, 0x00, 0x02]);
-
-fn root_or_skip(test: &str) -> bool {
-    if podwire_io::netdev::running_as_root() {
-        return true;
-    }
-    // Straight to stderr, past the test harness's capture.
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped: needs root (network namespaces, veth); CI runs it as root"
-    );
-    false
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Namespaces `a` and `b` with a veth pair between them (`veth_a` in A,
-/// `veth_b` in B), deleted by name on drop, after a panic too.
-struct Pair {
-    a: String,
-    b: String,
-    veth_a: String,
-}
-
-impl Pair {
-    /// `tag` tells apart the pairs of tests running at once.
-    fn new(tag: char) -> Pair {
-        let pid = std::process::id();
-        let pair = Pair {
-            a: format!("pwnl{tag}{pid}a"),
-            b: format!("pwnl{tag}{pid}b"),
-            veth_a: format!("nl{tag}{pid}a"),
-        };
-        let veth_b = format!("nl{tag}{pid}b");
-        assert!(pair.veth_a.len() <= 15);
-        let (a, b, veth_a) = (&pair.a, &pair.b, &pair.veth_a);
-        let (a_mac, b_mac) = (A_MAC.to_string(), B_MAC.to_string());
-        ip(&["netns", "add", a]);
-        ip(&["netns", "add", b]);
-        #[rustfmt::skip]
-        ip(&[
-            "link", "add", veth_a, "address", &a_mac, "netns", a, "type", "veth",
-            "peer", "name", &veth_b, "address", &b_mac, "netns", b,
-        ]);
-        ip(&["-n", a, "addr", "add", A_ADDR, "dev", veth_a]);
-        ip(&["-n", b, "addr", "add", B_ADDR, "dev", &veth_b]);
-        ip(&["-n", a, "link", "set", veth_a, "up"]);
-        ip(&["-n", b, "link", "set", &veth_b, "up"]);
-        pair
-    }
-
-    /// Runs `f` on a thread in namespace A, returning what it returns (or
-    /// passing its panic on).
-    fn in_a<T: Send + 'static>(&self, f: impl FnOnce(Link) -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.a);
-        let veth_a = self.veth_a.clone();
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open the namespace");
-            // SAFETY: setns with an open network-namespace fd moves only
-            // this thread, which owns nothing tied to the old namespace.
-            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-            f(netlink::link(&veth_a).expect("A's veth"))
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
+use podwire_io::netlink::{NeighEvent, NeighState, NeighWatch, Neighbour};
 
 /// Waits with mio, as the daemon would, until an event matches `want`;
 /// returns it, or panics after `limit`.

@@ -7,5 +7,6 @@
 pub mod bpf;
 pub mod clock;
 pub mod cmsg;
+pub mod ebpf;
 pub mod mmsg;
 pub mod sockopt;
