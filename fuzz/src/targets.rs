@@ -102,12 +102,12 @@ fn egress_once(
 
 /// The same packet taken as a TCP super-packet with segments of `segment`
 /// bytes (`egress_gso`): it may go whole only to a local pod (where plain
-/// egress delivers it too), or to a direct-mode next hop or into VXLAN to
-/// a node (where plain egress sends it there, or finds it too big), with
-/// segments within the MTU, the packet unchanged but for TTL − 1 and a
-/// header checksum that verifies (behind VXLAN's 50 bytes of headers); it
-/// never goes into IP-in-IP and is never fragmented; every other verdict
-/// is plain egress's, but for `too-big`.
+/// egress delivers it too), or to a direct-mode next hop or into VXLAN or
+/// IP-in-IP to a node (where plain egress sends it there, or finds it too
+/// big), with segments within the MTU, the packet unchanged but for TTL − 1
+/// and a header checksum that verifies (behind VXLAN's 50 bytes or IPIP's
+/// 20 of headers); it is never fragmented; every other verdict is plain
+/// egress's, but for `too-big`.
 fn check_super_packet(c: &crate::Cluster, from: EndpointId, input: &[u8], segment: usize) {
     use podwire::pipeline::Target;
     let (plain, _) = egress_once(c, from, input, None);
@@ -155,14 +155,30 @@ fn check_super_packet(c: &crate::Cluster, from: EndpointId, input: &[u8], segmen
             let ihl = usize::from(inner[0] & 0x0f) * 4;
             assert!(checksum_ok(&inner[..ihl]), "{what}: header checksum");
         }
+        Verdict::Send(Target::Ipip { node }) => {
+            assert!(segment <= usize::from(c.local().mtu().ipip), "{what}");
+            assert!(
+                plain == Verdict::Send(Target::Ipip { node }) || size_bound,
+                "{what}: sent whole into IP-in-IP to {node}, plain egress says {plain:?}"
+            );
+            // One outer IPv4 header (protocol 4, to the node) in front of
+            // the super-packet, unchanged but for TTL − 1.
+            assert_eq!(out.len(), input.len() + 20, "{what}");
+            assert_eq!(out[9], 4, "{what}: protocol");
+            assert_eq!(out[16..20], node.octets(), "{what}: outer destination");
+            assert!(checksum_ok(&out[..20]), "{what}: outer header checksum");
+            let inner = &out[20..];
+            assert_eq!(inner[8], input[8].wrapping_sub(1), "{what}: TTL");
+            assert_eq!(inner[12..], input[12..], "{what}");
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            assert!(checksum_ok(&inner[..ihl]), "{what}: header checksum");
+        }
         Verdict::Deliver(to) => assert_eq!(plain, Verdict::Deliver(to), "{what}"),
         Verdict::Drop(DropReason::TooBig) => assert!(
             size_bound || matches!(plain, Verdict::Send(_)),
             "{what}: too big, plain egress says {plain:?}"
         ),
-        Verdict::Send(_) | Verdict::Fragment(_) => {
-            panic!("{what}: {v:?}: a super-packet into IP-in-IP, or fragmented")
-        }
+        Verdict::Fragment(_) => panic!("{what}: {v:?}: a super-packet fragmented"),
         other => assert_eq!(other, plain, "{what}"),
     }
 }

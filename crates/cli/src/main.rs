@@ -69,7 +69,9 @@ enum Command {
         /// In VXLAN, send each TCP super-packet from a pod whole into the
         /// node's kernel through a TAP device (podwire.tx: Linux 6.17's GSO
         /// over UDP tunnels), which cuts it into VXLAN segments as its own
-        /// VXLAN device would, instead of segmenting in userspace. Probed
+        /// VXLAN device would, instead of segmenting in userspace; in IPIP,
+        /// the same through a TUN device (podwire.ipip) whose eBPF program
+        /// has the kernel cut it as IPIP (needs CAP_BPF, Linux 6.6). Probed
         /// at start (older kernels fall back by themselves); needs the TUN
         /// offloads and net.ipv4.conf.all.rp_filter 0. Off by default for
         /// now: the segments leave with the inner TCP checksum for the NIC
@@ -78,14 +80,15 @@ enum Command {
         /// off (ethtool -K eth0 tx off). See docs/performance.md.
         #[arg(long)]
         tunnel_gso: bool,
-        /// Receive VXLAN through a packet socket on the underlay with
-        /// PACKET_VNET_HDR (the UDP sockets stay bound and take nothing): a
-        /// super-frame from this host (another node in a lab, a tunnel TAP)
-        /// goes whole to the pod, and a segment whose inner checksum was
-        /// left for a NIC is completed. Every ingress check still applies.
-        /// One worker receives it all. Needs the TUN offloads.
-        #[arg(long)]
-        vxlan_packet_rx: bool,
+        /// Receive VXLAN and IPIP through packet sockets on the underlay
+        /// with PACKET_VNET_HDR (the UDP and raw sockets stay open and take
+        /// nothing): a super-frame from this host (another node in a lab, a
+        /// tunnel device) goes whole to the pod, and a segment whose inner
+        /// checksum was left for a NIC is completed. Every ingress check
+        /// still applies. One worker receives it all. Needs the TUN
+        /// offloads.
+        #[arg(long, alias = "vxlan-packet-rx")]
+        packet_rx: bool,
         /// The host path (SPEC §10): a TUN device of this name in the
         /// node's namespace through which the node's kernel reaches pods
         /// and pods reach what is outside every pool (the node itself,
@@ -514,7 +517,7 @@ fn main() -> ExitCode {
             no_udp_segment,
             no_packet_gso,
             tunnel_gso,
-            vxlan_packet_rx,
+            packet_rx,
             host_interface,
         } => {
             init_logging();
@@ -536,7 +539,7 @@ fn main() -> ExitCode {
                 udp_segment: !no_udp_segment,
                 packet_gso: !no_tun_offload && !no_packet_gso,
                 tunnel_gso: !no_tun_offload && tunnel_gso,
-                vxlan_packet_rx: !no_tun_offload && vxlan_packet_rx,
+                packet_rx: !no_tun_offload && packet_rx,
                 host_interface,
             };
             match daemon::run(opts, source) {

@@ -118,9 +118,9 @@ fn end_to_end(mode: &str) {
 }
 
 /// The same, the daemons run with `flags`: with `--tunnel-gso` and
-/// `--vxlan-packet-rx`, VXLAN super-packets cross whole both ways.
+/// `--packet-rx`, VXLAN and IPIP super-packets cross whole both ways.
 fn end_to_end_with(mode: &str, flags: &[&str]) {
-    let whole = flags.contains(&"--vxlan-packet-rx");
+    let whole = flags.contains(&"--packet-rx");
     let mut c = two_nodes_with(mode, &[], flags);
     let lab = &c.lab;
     // Across nodes, both ways, and between two pods of one node.
@@ -270,16 +270,21 @@ fn end_to_end_with(mode: &str, flags: &[&str]) {
     // UDP_GRO, unless a packet socket takes VXLAN (and the tunnel TAP
     // sends it), which are off unless asked for.
     assert_eq!(stats["offloads"]["udp_gro"], !whole, "{stats}");
-    for offload in ["tunnel_gso", "vxlan_packet_rx"] {
+    for offload in [
+        "tunnel_gso",
+        "vxlan_packet_rx",
+        "ipip_gso",
+        "ipip_packet_rx",
+    ] {
         assert_eq!(stats["offloads"][offload], whole, "{offload}: {stats}");
     }
     assert!(
         c.lab
             .show(&c.ctl[0], "stats", false)
             .contains(if whole {
-                "offloads: tun on, udp-segment on, udp-gro off, packet-gso on, tunnel-gso on, vxlan-packet-rx on"
+                "offloads: tun on, udp-segment on, udp-gro off, packet-gso on, tunnel-gso on, vxlan-packet-rx on, ipip-gso on, ipip-packet-rx on"
             } else {
-                "offloads: tun on, udp-segment on, udp-gro on, packet-gso on, tunnel-gso off, vxlan-packet-rx off"
+                "offloads: tun on, udp-segment on, udp-gro on, packet-gso on, tunnel-gso off, vxlan-packet-rx off, ipip-gso off, ipip-packet-rx off"
             })
     );
     // The same counters in the Prometheus format.
@@ -345,7 +350,17 @@ fn vxlan_end_to_end() {
 #[test]
 fn vxlan_whole_end_to_end() {
     if root_or_skip("vxlan_whole_end_to_end") {
-        end_to_end_with("vxlan", &["--tunnel-gso", "--vxlan-packet-rx"]);
+        end_to_end_with("vxlan", &["--tunnel-gso", "--packet-rx"]);
+    }
+}
+
+/// IPIP the same way: into the kernel through the IPIP tunnel TUN (its
+/// re-tag program marking each super-packet IPv4-in-IPv4), across the veth
+/// as one frame, into the receiving node's packet socket, into the pod.
+#[test]
+fn ipip_whole_end_to_end() {
+    if root_or_skip("ipip_whole_end_to_end") {
+        end_to_end_with("ipip", &["--tunnel-gso", "--packet-rx"]);
     }
 }
 

@@ -68,16 +68,18 @@ pub struct Options {
     /// Direct mode: super-packets whole through packet sockets with
     /// `PACKET_VNET_HDR`: on unless turned off (needs `tun_offload`).
     pub packet_gso: bool,
-    /// VXLAN: TCP super-packets whole into the kernel through the tunnel
-    /// TAP ([`TUNNEL_TAP`]), cut into segments there: off unless asked for
-    /// (needs `tun_offload`); probed at start, cut up in userspace when the
-    /// kernel cannot.
+    /// VXLAN and IPIP: TCP super-packets whole into the kernel, cut into
+    /// segments there — VXLAN through the tunnel TAP ([`TUNNEL_TAP`]), IPIP
+    /// through the IPIP tunnel TUN ([`IPIP_TUN`]) and its re-tag program:
+    /// off unless asked for (needs `tun_offload`); each probed at start,
+    /// cut up in userspace when the kernel cannot.
     pub tunnel_gso: bool,
-    /// VXLAN received through a packet socket with `PACKET_VNET_HDR` on
-    /// the underlay (worker 0), the UDP sockets bound but taking nothing:
-    /// same-host super-frames go whole to the pods, partial inner checksums
-    /// are completed. Off unless asked for (needs `tun_offload`).
-    pub vxlan_packet_rx: bool,
+    /// VXLAN and IPIP received through packet sockets with
+    /// `PACKET_VNET_HDR` on the underlay (worker 0), the UDP and raw
+    /// sockets open but taking nothing: same-host super-frames go whole to
+    /// the pods, partial inner checksums are completed. Off unless asked
+    /// for (needs `tun_offload`).
+    pub packet_rx: bool,
     /// The host path (SPEC §10) through a TUN device of this name in the
     /// node's namespace; `None`: off.
     pub host_interface: Option<String>,
@@ -85,6 +87,8 @@ pub struct Options {
 
 /// The tunnel TAP's name in the node's namespace (one podwire a namespace).
 pub const TUNNEL_TAP: &str = "podwire.tx";
+/// The IPIP tunnel TUN's name in the node's namespace.
+pub const IPIP_TUN: &str = "podwire.ipip";
 
 /// A local endpoint's device: one queue per worker, and counters.
 pub struct EndpointIo {
@@ -348,12 +352,31 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             Err(e) => tracing::warn!("{e}; VXLAN super-packets are cut up in userspace"),
         }
     }
+    // IPIP super-packets whole through the IPIP tunnel TUN, when the
+    // re-tag program loads.
+    let mut ipip_tun = None;
+    if opts.tunnel_gso && opts.tun_offload {
+        match podwire_io::tap::open_ipip(IPIP_TUN, threads) {
+            Ok(t) => {
+                tracing::info!(
+                    interface = IPIP_TUN,
+                    "IPIP super-packets go whole to the kernel through the IPIP tunnel TUN"
+                );
+                ipip_tun = Some(t);
+            }
+            Err(e) => tracing::warn!("{e}; IPIP super-packets are cut up in userspace"),
+        }
+    }
     let tunnel_mac = tunnel.as_ref().map(|t| t.mac);
     let mut tunnel_queues = tunnel.map(|t| t.queues).unwrap_or_default().into_iter();
-    let frames = opts.vxlan_packet_rx && opts.tun_offload && underlay.is_some();
-    if opts.vxlan_packet_rx && !frames {
+    let mut ipip_queues = match &mut ipip_tun {
+        Some(t) => std::mem::take(&mut t.queues).into_iter(),
+        None => Vec::new().into_iter(),
+    };
+    let frames = opts.packet_rx && opts.tun_offload && underlay.is_some();
+    if opts.packet_rx && !frames {
         tracing::warn!(
-            "VXLAN through a packet socket needs the TUN offloads and the underlay device; receiving it through UDP sockets"
+            "VXLAN and IPIP through packet sockets need the TUN offloads and the underlay device; receiving them through UDP and raw sockets"
         );
     }
     // Sockets first: without them there is no point creating devices.
@@ -371,6 +394,14 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         } else {
             None
         };
+        let mut ipip_frames_rx = None;
+        if let (true, Some(u), Some(raw)) = (frames, &underlay, &ipip_rx) {
+            let ipip_socket = |what| move |source| StartError::Socket { what, source };
+            let rx = PacketReceiver::ipip(u.ifindex, node_ip, true)
+                .map_err(ipip_socket("IPIP packet receive"))?;
+            raw.drop_all().map_err(ipip_socket("IPIP receive filter"))?;
+            ipip_frames_rx = Some(Box::new(rx) as Box<dyn RxBatch>);
+        }
         let vxlan_socket = |what| move |source| StartError::Socket { what, source };
         let udp = VxlanReceiver::new(SocketAddrV4::new(node_ip, port), !frames)
             .map_err(vxlan_socket("VXLAN receive"))?;
@@ -416,7 +447,9 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             direct_rx: direct_rx.map(|r| Box::new(r) as Box<dyn RxBatch>),
             vxlan_tx,
             tunnel: tunnel_mac.zip(tunnel_queues.next()),
+            ipip_tun: ipip_queues.next(),
             vxlan_frames_rx,
+            ipip_frames_rx,
         });
     }
     // A podwire before blackhole routes turned forwarding off on the
@@ -437,6 +470,8 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
             .all(|io| io.vxlan_rx.as_ref().is_some_and(|r| r.gro())),
         tunnel_gso: ios.iter().all(|io| io.tunnel.is_some()),
         vxlan_packet_rx: ios.iter().any(|io| io.vxlan_frames_rx.is_some()),
+        ipip_gso: ios.iter().all(|io| io.ipip_tun.is_some()),
+        ipip_packet_rx: ios.iter().any(|io| io.ipip_frames_rx.is_some()),
         packet_gso: ios.iter().all(|io| {
             io.direct_tx.as_ref().is_some_and(|t| t.vnet())
                 && io.direct_rx.as_ref().is_none_or(|r| r.vnet())

@@ -261,6 +261,11 @@ pub struct Offloads {
     pub tunnel_gso: bool,
     /// VXLAN received whole through a packet socket with virtio headers.
     pub vxlan_packet_rx: bool,
+    /// IPIP: TCP super-packets sent whole into the kernel through the
+    /// IPIP tunnel TUN, whose program has the kernel cut them as IPIP.
+    pub ipip_gso: bool,
+    /// IPIP received whole through a packet socket with virtio headers.
+    pub ipip_packet_rx: bool,
 }
 
 /// Everything `podwire show stats` prints.
@@ -376,13 +381,15 @@ impl Totals {
         let on = |b: bool| if b { "on" } else { "off" };
         let _ = writeln!(
             s,
-            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}, tunnel-gso {}, vxlan-packet-rx {}",
+            "offloads: tun {}, udp-segment {}, udp-gro {}, packet-gso {}, tunnel-gso {}, vxlan-packet-rx {}, ipip-gso {}, ipip-packet-rx {}",
             on(self.offloads.tun),
             on(self.offloads.udp_segment),
             on(self.offloads.udp_gro),
             on(self.offloads.packet_gso),
             on(self.offloads.tunnel_gso),
-            on(self.offloads.vxlan_packet_rx)
+            on(self.offloads.vxlan_packet_rx),
+            on(self.offloads.ipip_gso),
+            on(self.offloads.ipip_packet_rx)
         );
         let _ = writeln!(
             s,

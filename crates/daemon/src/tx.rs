@@ -2,8 +2,8 @@
 //! (never copied), and flushed with as few system calls as the kernel
 //! allows — TUN writes (consecutive segments of a flow merged by the
 //! pipeline's GRO policy), `sendmmsg` on the raw socket, frames on the
-//! packet socket, VXLAN runs through `UDP_SEGMENT` sockets, and VXLAN
-//! super-packets whole into the tunnel TAP.
+//! packet socket, VXLAN runs through `UDP_SEGMENT` sockets, and VXLAN and
+//! IPIP super-packets whole into the tunnel TAP and TUN.
 
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -16,7 +16,8 @@ use podwire::pipeline::gro::{self, MAX_MERGE};
 use podwire::pipeline::{self, DropReason, Target};
 use podwire::table::EndpointId;
 use podwire::wire::MacAddr;
-use podwire::wire::vnet::TNL_LEN;
+use podwire::wire::vnet::{self, TNL_LEN, VnetHdr};
+use podwire::wire::vxlan::ETH_LEN;
 use podwire_io::tap::TapQueue;
 use podwire_io::udp::{MAX_RUN_SEGMENTS, MAX_RUNS, SegmentSender};
 use podwire_io::{SendReport, TxBatch};
@@ -67,6 +68,10 @@ pub struct Tx {
     /// waiting for it, each with its tunnel header.
     tunnel: Option<(MacAddr, TapQueue)>,
     tunnel_queue: Vec<(Slot, [u8; TNL_LEN])>,
+    /// The IPIP tunnel TUN (this worker's queue) and the packets waiting
+    /// for it, each with its virtio header.
+    ipip_tun: Option<TapQueue>,
+    ipip_queue: Vec<(Slot, [u8; vnet::LEN])>,
     errors: RateLimited,
 }
 
@@ -77,6 +82,7 @@ impl Tx {
         direct: Option<Box<dyn TxBatch>>,
         vxlan: Option<SegmentSender>,
         tunnel: Option<(MacAddr, TapQueue)>,
+        ipip_tun: Option<TapQueue>,
         capacity: usize,
     ) -> Tx {
         Tx {
@@ -90,6 +96,8 @@ impl Tx {
             vxlan_queue: Vec::with_capacity(capacity),
             tunnel,
             tunnel_queue: Vec::with_capacity(capacity),
+            ipip_tun,
+            ipip_queue: Vec::with_capacity(capacity),
             errors: RateLimited::new(),
         }
     }
@@ -103,6 +111,19 @@ impl Tx {
     /// The tunnel TAP's MAC, when VXLAN super-packets may go whole.
     pub fn tunnel_mac(&self) -> Option<MacAddr> {
         self.tunnel.as_ref().map(|t| t.0)
+    }
+
+    /// True when IPIP super-packets may go whole (the IPIP tunnel TUN).
+    pub fn ipip_tun(&self) -> bool {
+        self.ipip_tun.is_some()
+    }
+
+    /// Queues an IPIP packet framed for the IPIP tunnel TUN, written after
+    /// `hdr`.
+    pub fn queue_ipip_tun(&mut self, slot: Slot, hdr: VnetHdr) {
+        let mut h = [0u8; vnet::LEN];
+        hdr.write(&mut h);
+        self.ipip_queue.push((slot, h));
     }
 
     /// Queues a VXLAN super-packet framed for the tunnel TAP, written after
@@ -159,7 +180,29 @@ impl Tx {
     pub fn flush(&mut self, snap: &Snapshot, pool: &mut Pool, t: &mut Tally) {
         self.flush_endpoints(snap, pool, t);
         self.flush_vxlan(snap, pool, t);
-        self.flush_tunnel(pool, t);
+        let (index, errors) = (self.index, &mut self.errors);
+        let tap = self.tunnel.as_ref().map(|t| &t.1);
+        flush_device(
+            tap,
+            &mut self.tunnel_queue,
+            Mode::Vxlan,
+            ETH_LEN,
+            pool,
+            t,
+            errors,
+            index,
+        );
+        let tun = self.ipip_tun.as_ref();
+        flush_device(
+            tun,
+            &mut self.ipip_queue,
+            Mode::Ipip,
+            0,
+            pool,
+            t,
+            errors,
+            index,
+        );
         if !self.raw_queue.is_empty() {
             let report = self
                 .raw
@@ -271,39 +314,6 @@ impl Tx {
         self.deliveries.clear();
     }
 
-    /// Writes the queued VXLAN super-packets into the tunnel TAP, one
-    /// `writev` each: the tunnel header, then the frame.
-    fn flush_tunnel(&mut self, pool: &Pool, t: &mut Tally) {
-        let Some((_, queue)) = self.tunnel.as_ref() else {
-            t.drops(DropReason::NoUnderlay, self.tunnel_queue.len());
-            self.tunnel_queue.clear();
-            return;
-        };
-        let (mut full, mut failed, mut last_error) = (0, 0, None);
-        for (slot, hdr) in &self.tunnel_queue {
-            let frame = pool.bytes(slot);
-            t.syscalls(1);
-            match queue.send_vectored(&[IoSlice::new(hdr), IoSlice::new(frame)]) {
-                // Counted as the outer packet, without its Ethernet header.
-                Ok(_) => t.tx(Mode::Vxlan, frame.len().saturating_sub(14)),
-                Err(e) if is_full(&e) => full += 1,
-                Err(e) => {
-                    failed += 1;
-                    last_error = Some(e);
-                }
-            }
-        }
-        self.tunnel_queue.clear();
-        t.drops(DropReason::TxFull, full);
-        t.drops(DropReason::TxError, failed);
-        if let (Some(e), Some(held)) = (last_error, self.errors.allow()) {
-            tracing::warn!(
-                worker = self.index,
-                "write to the tunnel TAP: {e} ({held} similar errors not logged)"
-            );
-        }
-    }
-
     /// Sends queued VXLAN packets: each run of packets to one node from one
     /// source port with one TOS, all the size of the first but the last, is
     /// one `UDP_SEGMENT` message, and consecutive runs from one source port
@@ -391,6 +401,50 @@ impl Tx {
         }
         self.vxlan_queue = list;
         self.vxlan_queue.clear();
+    }
+}
+
+/// Writes what is queued for a tunnel device (the VXLAN TAP, the IPIP
+/// TUN), one `writev` each: the header, then the packet (counted as sent
+/// in `mode` without its first `link` bytes, its Ethernet header).
+#[allow(clippy::too_many_arguments)]
+fn flush_device<const N: usize>(
+    device: Option<&TapQueue>,
+    queue: &mut Vec<(Slot, [u8; N])>,
+    mode: Mode,
+    link: usize,
+    pool: &Pool,
+    t: &mut Tally,
+    errors: &mut RateLimited,
+    index: usize,
+) {
+    let Some(device) = device else {
+        t.drops(DropReason::NoUnderlay, queue.len());
+        queue.clear();
+        return;
+    };
+    let (mut full, mut failed, mut last_error) = (0, 0, None);
+    for (slot, hdr) in queue.iter() {
+        let packet = pool.bytes(slot);
+        t.syscalls(1);
+        match device.send_vectored(&[IoSlice::new(hdr), IoSlice::new(packet)]) {
+            Ok(_) => t.tx(mode, packet.len().saturating_sub(link)),
+            Err(e) if is_full(&e) => full += 1,
+            Err(e) => {
+                failed += 1;
+                last_error = Some(e);
+            }
+        }
+    }
+    queue.clear();
+    t.drops(DropReason::TxFull, full);
+    t.drops(DropReason::TxError, failed);
+    if let (Some(e), Some(held)) = (last_error, errors.allow()) {
+        tracing::warn!(
+            worker = index,
+            "write to the {} tunnel device: {e} ({held} similar errors not logged)",
+            mode.name()
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! A worker: one thread that owns its buffers, one queue of every TUN
 //! device, its VXLAN receive socket (`SO_REUSEPORT`), its raw send socket,
-//! and (worker 0 only) the IPIP receive socket. It waits with mio, and runs
+//! and (worker 0 only) the IPIP receive socket and the packet sockets. It waits with mio, and runs
 //! each batch to completion against one table snapshot, loaded once per
 //! batch: a reload never blocks it, and packets in flight finish on the
 //! snapshot they started with.
@@ -48,7 +48,8 @@ const IPIP_RX: Token = Token(1);
 const VXLAN_RX: Token = Token(2);
 const DIRECT_RX: Token = Token(3);
 const VXLAN_FRAMES_RX: Token = Token(4);
-const FIRST_ENDPOINT: usize = 5;
+const IPIP_FRAMES_RX: Token = Token(5);
+const FIRST_ENDPOINT: usize = 6;
 
 /// Which underlay socket a batch comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ enum Arrival {
     Vxlan,
     /// The packet socket for VXLAN: whole frames after a virtio header.
     VxlanFrames,
+    /// The packet socket for IPIP: the same.
+    IpipFrames,
     /// The packet socket of direct mode.
     Direct,
 }
@@ -66,7 +69,7 @@ enum Arrival {
 impl Arrival {
     fn mode(self) -> Mode {
         match self {
-            Arrival::Ipip => Mode::Ipip,
+            Arrival::Ipip | Arrival::IpipFrames => Mode::Ipip,
             Arrival::Vxlan | Arrival::VxlanFrames => Mode::Vxlan,
             Arrival::Direct => Mode::Direct,
         }
@@ -85,12 +88,17 @@ pub struct WorkerIo {
     /// VXLAN frames in through a packet socket with virtio headers
     /// (worker 0 only; the UDP sockets then take nothing).
     pub vxlan_frames_rx: Option<Box<dyn RxBatch>>,
+    /// IPIP frames in through a packet socket with virtio headers (worker
+    /// 0 only; the raw socket then takes nothing).
+    pub ipip_frames_rx: Option<Box<dyn RxBatch>>,
     /// VXLAN out through per-source-port UDP sockets with `UDP_SEGMENT`;
     /// without it, VXLAN goes out of `raw_tx` with a software checksum.
     pub vxlan_tx: Option<SegmentSender>,
     /// VXLAN super-packets whole: the tunnel TAP's MAC and this worker's
     /// queue of it.
     pub tunnel: Option<(MacAddr, TapQueue)>,
+    /// IPIP super-packets whole: this worker's queue of the IPIP tunnel TUN.
+    pub ipip_tun: Option<TapQueue>,
 }
 
 /// A log line at most once per interval, with the count of what it stood for.
@@ -150,6 +158,7 @@ struct Receivers {
     ipip: Option<Box<dyn RxBatch>>,
     vxlan: Option<Box<dyn RxBatch>>,
     vxlan_frames: Option<Box<dyn RxBatch>>,
+    ipip_frames: Option<Box<dyn RxBatch>>,
     direct: Option<Box<dyn RxBatch>>,
 }
 
@@ -161,6 +170,7 @@ impl Worker {
             (&io.vxlan_rx, VXLAN_RX),
             (&io.direct_rx, DIRECT_RX),
             (&io.vxlan_frames_rx, VXLAN_FRAMES_RX),
+            (&io.ipip_frames_rx, IPIP_FRAMES_RX),
         ] {
             if let Some(rx) = rx {
                 registry.register(&mut SourceFd(&rx.as_raw_fd()), token, Interest::READABLE)?;
@@ -179,6 +189,7 @@ impl Worker {
                 ipip: io.ipip_rx,
                 vxlan: io.vxlan_rx,
                 vxlan_frames: io.vxlan_frames_rx,
+                ipip_frames: io.ipip_frames_rx,
                 direct: io.direct_rx,
             },
             pool: Pool::new(RX_BUFS, FRAG_BUFS),
@@ -190,6 +201,7 @@ impl Worker {
                 io.direct_tx,
                 io.vxlan_tx,
                 io.tunnel,
+                io.ipip_tun,
                 RX_BUFS + FRAG_BUFS,
             ),
             tally: Tally::default(),
@@ -240,6 +252,7 @@ impl Worker {
                     IPIP_RX => self.drain_underlay(&snap, Arrival::Ipip),
                     VXLAN_RX => self.drain_underlay(&snap, Arrival::Vxlan),
                     VXLAN_FRAMES_RX => self.drain_underlay(&snap, Arrival::VxlanFrames),
+                    IPIP_FRAMES_RX => self.drain_underlay(&snap, Arrival::IpipFrames),
                     DIRECT_RX => self.drain_underlay(&snap, Arrival::Direct),
                     token => self.drain_endpoint(&snap, token),
                 }
@@ -337,6 +350,7 @@ impl Worker {
         let whole = l2::Whole {
             direct: self.tx.direct_vnet(),
             vxlan: self.tx.tunnel_mac().is_some(),
+            ipip: self.tx.ipip_tun(),
         };
         let mut filled = 0;
         loop {
@@ -526,6 +540,21 @@ impl Worker {
                     Err(reason) => self.tally.drop(reason),
                 }
             }
+            // The same for IPIP, through the IPIP tunnel TUN.
+            Verdict::Send(pipeline::Target::Ipip { .. })
+                if gso.is_some()
+                    || (self.tx.ipip_tun() && l2::carries_tcp_data(self.pool.bytes(&s))) =>
+            {
+                let mut pkt = Packet::new(self.pool.buf(s.buf), s.start, s.len());
+                let framed = match self.tx.ipip_tun() {
+                    true => l2::frame_ipip_tun(&mut pkt, gso),
+                    false => Err(DropReason::UnsupportedGso),
+                };
+                match framed {
+                    Ok(hdr) => self.tx.queue_ipip_tun(slot(s.buf, &pkt), hdr),
+                    Err(reason) => self.tally.drop(reason),
+                }
+            }
             Verdict::Send(target) => {
                 let tos = self.pool.bytes(&s).get(1).copied().unwrap_or(0);
                 self.tx.queue_send(s, target, tos);
@@ -566,6 +595,7 @@ impl Worker {
                     Arrival::Direct => self.rx.direct.as_mut(),
                     Arrival::Vxlan => self.rx.vxlan.as_mut(),
                     Arrival::VxlanFrames => self.rx.vxlan_frames.as_mut(),
+                    Arrival::IpipFrames => self.rx.ipip_frames.as_mut(),
                 };
                 let Some(rx) = rx else { return };
                 let received = rx.recv_batch(&mut self.pool.rx_bufs(BATCH), &mut self.received);
@@ -586,6 +616,7 @@ impl Worker {
             let vnet_rx = match from {
                 Arrival::Direct => self.rx.direct.as_ref().is_some_and(|r| r.vnet()),
                 Arrival::VxlanFrames => self.rx.vxlan_frames.as_ref().is_some_and(|r| r.vnet()),
+                Arrival::IpipFrames => self.rx.ipip_frames.as_ref().is_some_and(|r| r.vnet()),
                 _ => false,
             };
             for i in 0..n {
@@ -599,6 +630,16 @@ impl Worker {
                 let v = match from {
                     // A raw socket gives the whole outer packet.
                     Arrival::Ipip => pipeline::ingress(&snap.tables, &mut pkt),
+                    // A packet socket the frame (IPv4 protocol 4 to the
+                    // node), after a virtio header: a super-frame's inner
+                    // packet goes whole.
+                    Arrival::IpipFrames => match l2::unframe_direct(&mut pkt, vnet_rx) {
+                        Ok(g) => {
+                            gso = g;
+                            pipeline::ingress_frame(&snap.tables, &mut pkt, g.is_some())
+                        }
+                        Err(reason) => Verdict::Drop(reason),
+                    },
                     // A packet socket gives the frame (the filter let only
                     // IPv4 to local prefixes through), after a virtio
                     // header when it has them.

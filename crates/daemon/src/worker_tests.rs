@@ -115,6 +115,8 @@ impl Harness {
             vxlan_tx: None,
             tunnel: None,
             vxlan_frames_rx: None,
+            ipip_frames_rx: None,
+            ipip_tun: None,
         };
         let (poll, waker) = poll_with_waker().unwrap();
         let w = Worker::new(0, Arc::clone(&shared), poll, io).unwrap();

@@ -131,6 +131,7 @@ fn framing_and_coalescing_do_not_allocate() {
                 let whole = l2::Whole {
                     direct: true,
                     vxlan: true,
+                    ipip: true,
                 };
                 let r = l2::from_tun(&t, hdr, &mut pkt, whole);
                 let gso = match r {

@@ -68,6 +68,15 @@ impl IpipReceiver {
     }
 }
 
+impl IpipReceiver {
+    /// Keeps every packet from the socket (it stays open, so the kernel
+    /// sends no protocol unreachable): for when a packet socket takes IPIP.
+    pub fn drop_all(&self) -> io::Result<()> {
+        self.sock
+            .attach_filter(&crate::sys::bpf::to_filters(&crate::sys::bpf::DROP_ALL))
+    }
+}
+
 impl RxBatch for IpipReceiver {
     fn recv_batch(
         &mut self,

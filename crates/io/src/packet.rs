@@ -11,6 +11,8 @@
 //!   same for VXLAN, the frames to the node's VXLAN port: a same-host
 //!   VXLAN super-frame comes whole, and a segment whose inner checksum was
 //!   left for a NIC says where it is (a UDP socket hands over neither).
+//!   [`PacketReceiver::ipip`]: the same for IPIP, the frames of protocol 4
+//!   to the node (a raw socket gets neither).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -92,6 +94,16 @@ impl PacketReceiver {
     /// for `PACKET_VNET_HDR`.
     pub fn vxlan(ifindex: u32, ip: Ipv4Addr, port: u16, vnet: bool) -> io::Result<Self> {
         let prog = crate::sys::bpf::to_filters(&crate::sys::bpf::vxlan_frames(ip, port));
+        let rx = Self::filtered(vnet, |rx| rx.sock.attach_filter(&prog))?;
+        bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
+        Ok(rx)
+    }
+
+    /// A socket on interface `ifindex` for the IPIP frames to `ip`
+    /// (IPv4 protocol 4), filtered before it is bound; with `vnet`, asks
+    /// for `PACKET_VNET_HDR`.
+    pub fn ipip(ifindex: u32, ip: Ipv4Addr, vnet: bool) -> io::Result<Self> {
+        let prog = crate::sys::bpf::to_filters(&crate::sys::bpf::ipip_frames(ip));
         let rx = Self::filtered(vnet, |rx| rx.sock.attach_filter(&prog))?;
         bind_packet(&rx.sock, ifindex, libc::ETH_P_IP as u16)?;
         Ok(rx)

@@ -12,7 +12,7 @@
 //! kernel's VXLAN node (its `cali-nat-outgoing` rule as nftables, the same
 //! DNAT) and over podwire's. Last, `podwire-vxlan-tap`: VXLAN with the
 //! pods' super-packets whole, out through the tunnel TAP (`--tunnel-gso`)
-//! and in through a packet socket (`--vxlan-packet-rx`). Tests, from a pod on k8s-node1 to a pod on
+//! and in through a packet socket (`--packet-rx`). Tests, from a pod on k8s-node1 to a pod on
 //! k8s-node2 (or as above) with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
 //! datagrams as fast as they go; received packets per second). Each round
 //! runs every path once, in the same order, so that drift on this shared
@@ -265,7 +265,7 @@ fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built
             // Super-packets whole: out through the tunnel TAP, in through
             // the packet socket.
             let flags: &[&str] = if base == "podwire-vxlan-tap" {
-                &["--tunnel-gso", "--vxlan-packet-rx"]
+                &["--tunnel-gso", "--packet-rx"]
             } else {
                 &[]
             };

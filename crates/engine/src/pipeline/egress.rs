@@ -116,7 +116,10 @@ fn egress_sized(
         return v;
     }
     if let Some(segment) = segment {
-        let whole = matches!(target, Target::Direct { .. } | Target::Vxlan { .. });
+        let whole = matches!(
+            target,
+            Target::Direct { .. } | Target::Vxlan { .. } | Target::Ipip { .. }
+        );
         if segment > usize::from(mtu) || !whole {
             return Verdict::Drop(DropReason::TooBig);
         }

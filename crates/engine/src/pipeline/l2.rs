@@ -37,11 +37,13 @@ impl Gso {
 
 /// Where the I/O can take a TCP super-packet whole: a direct-mode next hop
 /// (the packet socket takes virtio headers), a VXLAN peer (the tunnel TAP
-/// takes the tunnel header). A local pod always can.
+/// takes the tunnel header), an IPIP peer (the IPIP tunnel TUN re-tags
+/// it). A local pod always can.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Whole {
     pub direct: bool,
     pub vxlan: bool,
+    pub ipip: bool,
 }
 
 /// What a read from a TUN device with offloads holds, and how to go on.
@@ -62,7 +64,9 @@ pub enum FromTun {
 /// a direct-mode next hop when `whole.direct` and its segments fit the
 /// direct MTU; to a VXLAN peer when `whole.vxlan`, its segments fit the
 /// VXLAN MTU, it carries no ECN (the tunnel header has no room for it) and
-/// the outer packet stays within IPv4's 65,535 bytes. Any other one is cut.
+/// the outer packet stays within IPv4's 65,535 bytes; to an IPIP peer when
+/// `whole.ipip`, its segments fit the IPIP MTU and the outer packet stays
+/// within 65,535 bytes. Any other one is cut.
 pub fn from_tun(
     t: &Tables,
     hdr: &VnetHdr,
@@ -91,6 +95,11 @@ pub fn from_tun(
                     && !gso.ecn
                     && segment <= usize::from(t.mtu().vxlan)
                     && data.len() + OVERHEAD <= usize::from(u16::MAX)
+            }
+            Some(Hop::Ipip { .. }) => {
+                whole.ipip
+                    && segment <= usize::from(t.mtu().ipip)
+                    && data.len() + HEADER_LEN <= usize::from(u16::MAX)
             }
             _ => false,
         };
@@ -200,13 +209,42 @@ pub fn frame_tunnel(
     crate::wire::vnet::vxlan_tcp4_gso(pkt.data(), gso.size).ok_or(DropReason::Malformed)
 }
 
-/// Whether `outer`, a VXLAN packet as egress encapsulated it, carries a TCP
-/// segment with data: such a packet of a flow whose super-packets go
-/// through the tunnel TAP goes that way too, so that the flow's segments
-/// stay in order (the TAP and the UDP sockets reach the underlay by
-/// different queues).
+/// Frames `pkt`, an IPIP packet as egress encapsulated it, for the IPIP
+/// tunnel TUN, and returns the virtio header it is written after: for a
+/// TCP super-packet (`gso`), TCPv4 GSO at the inner TCP header (the TUN's
+/// program re-tags it as IPIP); for one packet, none. The outer TTL is one
+/// more than egress gave it, as the kernel forwards the packet from the
+/// TUN to the underlay and takes one off.
+pub fn frame_ipip_tun(pkt: &mut Packet, gso: Option<Gso>) -> Result<VnetHdr, DropReason> {
+    let data = pkt.data_mut();
+    let (h, inner) = data
+        .split_at_mut_checked(HEADER_LEN)
+        .ok_or(DropReason::Malformed)?;
+    let h: &mut [u8; HEADER_LEN] = h.first_chunk_mut().ok_or(DropReason::Malformed)?;
+    if h[0] != 0x45 || h[ipv4::field::PROTO] != ipv4::proto::IPIP {
+        return Err(DropReason::Malformed);
+    }
+    h[ipv4::field::TTL] = h[ipv4::field::TTL].saturating_add(1);
+    ipv4::refresh_checksum(h);
+    match gso {
+        Some(g) => {
+            VnetHdr::tcp4_gso(inner, HEADER_LEN as u16, g.size, g.ecn).ok_or(DropReason::Malformed)
+        }
+        None => Ok(VnetHdr::default()),
+    }
+}
+
+/// Whether `outer`, a VXLAN or IPIP packet as egress encapsulated it,
+/// carries a TCP segment with data: such a packet of a flow whose
+/// super-packets go through the tunnel TAP (or TUN) goes that way too, so
+/// that the flow's segments stay in order (the tunnel device and the
+/// sockets reach the underlay by different queues).
 pub fn carries_tcp_data(outer: &[u8]) -> bool {
-    let Some(inner) = outer.get(OVERHEAD..) else {
+    let at = match outer.get(ipv4::field::PROTO) {
+        Some(&ipv4::proto::IPIP) => HEADER_LEN,
+        _ => OVERHEAD,
+    };
+    let Some(inner) = outer.get(at..) else {
         return false;
     };
     let total = inner

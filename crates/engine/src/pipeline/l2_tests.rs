@@ -219,6 +219,7 @@ fn tun_reads_are_completed_kept_whole_or_cut() {
         let whole = Whole {
             direct,
             vxlan: true,
+            ipip: true,
         };
         let r = l2::from_tun(&t, hdr, &mut pkt, whole);
         (r, pkt.data().to_vec())
@@ -479,4 +480,66 @@ fn one_vxlan_packet_is_framed_for_the_tunnel_tap_with_its_udp_checksum_partial()
     udp[50 + 9] = 17;
     assert!(!l2::carries_tcp_data(&udp));
     assert!(!l2::carries_tcp_data(&p[..60]));
+}
+
+#[test]
+fn ipip_packets_are_framed_for_the_ipip_tunnel_tun() {
+    // RFC 2003's outer header as egress wrote it: 192.168.33.55 ->
+    // 192.168.33.57, protocol 4, TTL 63 (the inner's after its decrement),
+    // DF, around a 4000-byte TCP super-packet.
+    let inner = tcp([10, 3, 1, 5], 4000);
+    let mut p = vec![
+        0x45, 0, 0x0f, 0xb4, 0, 9, 0x40, 0, 63, 4, 0, 0, 192, 168, 33, 55, 192, 168, 33, 57,
+    ];
+    let c = crate::wire::checksum::checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend(&inner);
+    assert!(l2::carries_tcp_data(&p), "3960 bytes of TCP data");
+    let gso = Gso {
+        size: 1440,
+        ecn: false,
+    };
+    let mut buf = buffer(&p);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+    let hdr = l2::frame_ipip_tun(&mut pkt, Some(gso)).unwrap();
+    // TCPv4 GSO with a partial checksum at the inner TCP header: csum_start
+    // 40 (outer + inner IPv4), offset 16, hdr_len 60 (through TCP).
+    let mut want = [0u8; vnet::LEN];
+    want.copy_from_slice(&[0x01, 0x01, 60, 0, 0xa0, 0x05, 40, 0, 16, 0]);
+    let mut got = [0u8; vnet::LEN];
+    hdr.write(&mut got);
+    assert_eq!(got, want);
+    // The outer TTL one more (the kernel forwards it), the checksum good,
+    // nothing else changed; nothing in front of it (an L3 TUN).
+    let out = pkt.data();
+    assert_eq!(out.len(), p.len());
+    assert_eq!(out[8], 64);
+    assert!(crate::wire::checksum::verifies(&out[..20]));
+    assert_eq!(out[..8], p[..8]);
+    assert_eq!(out[9..10], p[9..10]);
+    assert_eq!(out[12..], p[12..]);
+    // One packet: a header of zeros.
+    let mut buf = buffer(&p);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, p.len());
+    assert_eq!(l2::frame_ipip_tun(&mut pkt, None), Ok(VnetHdr::default()));
+    // Not IPIP, or options on the outer header: refused.
+    let mut udp = p.clone();
+    udp[9] = 17;
+    let mut buf = buffer(&udp);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, udp.len());
+    assert_eq!(
+        l2::frame_ipip_tun(&mut pkt, Some(gso)),
+        Err(DropReason::Malformed)
+    );
+    let mut opts = p.clone();
+    opts[0] = 0x46;
+    let mut buf = buffer(&opts);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, opts.len());
+    assert_eq!(
+        l2::frame_ipip_tun(&mut pkt, None),
+        Err(DropReason::Malformed)
+    );
+    // A pure ACK inside IPIP carries no data.
+    let ack = [&p[..20], &tcp([10, 3, 1, 5], 40)[..]].concat();
+    assert!(!l2::carries_tcp_data(&ack));
 }

@@ -1,7 +1,8 @@
 //! The classic BPF programs of the packet sockets: direct mode's (frames to
 //! this host, not flooded to others, IPv4, with a destination in one of the
-//! local prefixes) and VXLAN's (IPv4 UDP to the node's address and the
-//! VXLAN port); and the one that keeps everything from a socket. Built here
+//! local prefixes), VXLAN's (IPv4 UDP to the node's address and the
+//! VXLAN port) and IPIP's (IPv4 protocol 4 to the node's address); and the
+//! one that keeps everything from a socket. Built here
 //! as data, so they are tested without a socket.
 
 use std::net::Ipv4Addr;
@@ -58,7 +59,25 @@ pub fn vxlan_frames(ip: Ipv4Addr, port: u16) -> Vec<Insn> {
     ]
 }
 
-/// Takes nothing: for the VXLAN UDP socket while the packet socket
+/// IPIP's packet socket: frames to this host carrying IPv4 protocol 4 to
+/// `ip`. Fragments are taken, and ingress counts them
+/// (`fragmented-outer`), as it does those the raw socket brings.
+pub fn ipip_frames(ip: Ipv4Addr) -> Vec<Insn> {
+    vec![
+        Insn::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        Insn::new(JEQ_K, 0, 7, libc::PACKET_HOST as u32),
+        Insn::new(LD_H_ABS, 0, 0, 12),
+        Insn::new(JEQ_K, 0, 5, 0x0800),
+        Insn::new(LD_B_ABS, 0, 0, 14 + 9),
+        Insn::new(JEQ_K, 0, 3, 4),
+        Insn::new(LD_W_ABS, 0, 0, 14 + 16),
+        Insn::new(JEQ_K, 0, 1, u32::from(ip)),
+        Insn::new(RET_K, 0, 0, ACCEPT),
+        Insn::new(RET_K, 0, 0, 0),
+    ]
+}
+
+/// Takes nothing: for the VXLAN UDP socket (and the IPIP raw socket) while the packet socket
 /// receives (the socket stays bound, so that the kernel sends no ICMP
 /// port unreachable, and queues nothing).
 pub const DROP_ALL: [Insn; 1] = [Insn::new(RET_K, 0, 0, 0)];
@@ -245,5 +264,28 @@ mod tests {
         // Cut short before the UDP header: not taken.
         assert_eq!(run(&prog, &vxlan(17, node, 5, 4789)[..35], HOST), 0);
         assert_eq!(run(&DROP_ALL, &vxlan(17, node, 5, 4789), HOST), 0);
+    }
+
+    #[test]
+    fn takes_ipip_to_this_node_only() {
+        let prog = ipip_frames(Ipv4Addr::new(192, 168, 33, 55));
+        let ipip = |proto: u8, dst: [u8; 4]| {
+            let mut f = frame(0x0800, dst);
+            f[23] = proto;
+            f
+        };
+        let node = [192, 168, 33, 55];
+        assert_eq!(run(&prog, &ipip(4, node), HOST), ACCEPT);
+        // Another protocol, address, EtherType or host: never.
+        assert_eq!(run(&prog, &ipip(17, node), HOST), 0);
+        assert_eq!(run(&prog, &ipip(41, node), HOST), 0);
+        assert_eq!(run(&prog, &ipip(4, [192, 168, 33, 57]), HOST), 0);
+        assert_eq!(run(&prog, &ipip(4, node), OTHERHOST), 0);
+        let mut arp = ipip(4, node);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(run(&prog, &arp, HOST), 0);
+        // Cut short before the destination: not taken.
+        assert_eq!(run(&prog, &ipip(4, node)[..32], HOST), 0);
+        assert_eq!(run(&DROP_ALL, &ipip(4, node), HOST), 0);
     }
 }

@@ -215,12 +215,24 @@ fn super_packets_go_whole_only_where_the_kernel_segments() {
         run_egress_gso(&vx, &p, 1451).0,
         Verdict::Drop(DropReason::TooBig)
     );
-    // IP-in-IP: never whole (no GSO type for it), whatever the segments.
+    // IP-in-IP: whole (for the IPIP tunnel TUN), one outer header of 20
+    // bytes (RFC 2003: protocol 4, TTL and DF of the inner packet after its
+    // decrement) in front, each segment within the IPIP MTU of 1480.
     let mut ipip = tcp_super_packet([10, 3, 5, 10]);
     ipip[12..16].copy_from_slice(&[10, 3, 1, 5]);
     fix_ip_csum(&mut ipip, 0);
+    let (v, out) = run_egress_gso_from(&vx, "cali3", &ipip, 1480);
+    assert!(matches!(v, Verdict::Send(Target::Ipip { .. })), "{v:?}");
+    assert_eq!(out.len(), ipip.len() + 20);
+    // 4020 = 0x0fb4 bytes, DF as the inner's, TTL 63 as the inner's, IPIP.
     assert_eq!(
-        run_egress_gso_from(&vx, "cali3", &ipip, 1000).0,
+        (out[2], out[3], out[6] & 0x40, out[8], out[9]),
+        (0x0f, 0xb4, ipip[6] & 0x40, 63, 4)
+    );
+    assert_eq!(out[20 + 8], 63);
+    assert_eq!(out[20 + 12..], ipip[12..]);
+    assert_eq!(
+        run_egress_gso_from(&vx, "cali3", &ipip, 1481).0,
         Verdict::Drop(DropReason::TooBig)
     );
 }
