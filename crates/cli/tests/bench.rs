@@ -33,7 +33,7 @@ fn bench_measures_every_path() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["rounds"], 1);
     let results = j["results"].as_array().unwrap();
-    assert_eq!(results.len(), 30);
+    assert_eq!(results.len(), 33);
     for path in [
         "kernel-vxlan",
         "kernel-direct",
@@ -45,6 +45,7 @@ fn bench_measures_every_path() {
         "kernel-vxlan-svc",
         "podwire-vxlan-svc",
         "podwire-vxlan-tap",
+        "podwire-ipip-tun",
     ] {
         for (test, unit) in [("tcp1", "Gbit/s"), ("tcp4", "Gbit/s"), ("udp64", "kpps")] {
             let r = results

@@ -12,7 +12,8 @@
 //! kernel's VXLAN node (its `cali-nat-outgoing` rule as nftables, the same
 //! DNAT) and over podwire's. Last, `podwire-vxlan-tap`: VXLAN with the
 //! pods' super-packets whole, out through the tunnel TAP (`--tunnel-gso`)
-//! and in through a packet socket (`--packet-rx`). Tests, from a pod on k8s-node1 to a pod on
+//! and in through a packet socket (`--packet-rx`), and `podwire-ipip-tun`:
+//! the same for IPIP (out through the IPIP tunnel TUN). Tests, from a pod on k8s-node1 to a pod on
 //! k8s-node2 (or as above) with iperf3: `tcp1` (one TCP stream), `tcp4` (four), `udp64` (64-byte UDP
 //! datagrams as fast as they go; received packets per second). Each round
 //! runs every path once, in the same order, so that drift on this shared
@@ -29,7 +30,7 @@ use crate::netns::{Harness, err};
 use crate::{services, topology};
 
 /// The paths `podwire bench` measures.
-pub const PATHS: [&str; 10] = [
+pub const PATHS: [&str; 11] = [
     "kernel-vxlan",
     "kernel-direct",
     "podwire-vxlan",
@@ -40,6 +41,7 @@ pub const PATHS: [&str; 10] = [
     "kernel-vxlan-svc",
     "podwire-vxlan-svc",
     "podwire-vxlan-tap",
+    "podwire-ipip-tun",
 ];
 
 /// The tests it runs on each path.
@@ -150,7 +152,9 @@ fn unit(test: &str) -> &'static str {
 /// The kernel path a podwire path is compared with.
 pub fn baseline(path: &str) -> Option<&'static str> {
     match path {
-        "podwire-vxlan" | "podwire-vxlan-tap" | "podwire-ipip" => Some("kernel-vxlan"),
+        "podwire-vxlan" | "podwire-vxlan-tap" | "podwire-ipip" | "podwire-ipip-tun" => {
+            Some("kernel-vxlan")
+        }
         "podwire-direct" => Some("kernel-direct"),
         "podwire-vxlan-nat" => Some("kernel-vxlan-nat"),
         "podwire-vxlan-svc" => Some("kernel-vxlan-svc"),
@@ -254,7 +258,7 @@ fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built
         _ => {
             let mode = match base {
                 "podwire-vxlan" | "podwire-vxlan-tap" => Mode::Vxlan,
-                "podwire-ipip" => Mode::Ipip,
+                "podwire-ipip" | "podwire-ipip-tun" => Mode::Ipip,
                 _ => Mode::Direct,
             };
             let config = w.dir.join(format!("bench-{}.yaml", mode.name()));
@@ -262,9 +266,9 @@ fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built
                 .map_err(|e| err(e.to_string()))?;
             let (_, nodes) = topology::underlay(w)?;
             let config = config.to_string_lossy().into_owned();
-            // Super-packets whole: out through the tunnel TAP, in through
-            // the packet socket.
-            let flags: &[&str] = if base == "podwire-vxlan-tap" {
+            // Super-packets whole: out through the tunnel TAP (or TUN), in
+            // through the packet socket.
+            let flags: &[&str] = if matches!(base, "podwire-vxlan-tap" | "podwire-ipip-tun") {
                 &["--tunnel-gso", "--packet-rx"]
             } else {
                 &[]
@@ -411,7 +415,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(ratios: podwire-vxlan, podwire-vxlan-tap and podwire-ipip to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's)"
+        "(ratios: podwire-vxlan, podwire-vxlan-tap, podwire-ipip and podwire-ipip-tun to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's)"
     );
     let _ = writeln!(
         s,
@@ -471,7 +475,7 @@ pub fn table(r: &Report) -> String {
 pub fn svg(r: &Report) -> String {
     const COLORS: [&str; PATHS.len()] = [
         "#4c72b0", "#8172b2", "#dd8452", "#c44e52", "#55a868", "#937860", "#da8bc3", "#8c8c8c",
-        "#ccb974", "#64b5cd",
+        "#ccb974", "#64b5cd", "#2f4f4f",
     ];
     let (bar_w, gap, top, chart_h) = (30.0, 4.0, 50.0, 220.0);
     let group_w = 20.0 + PATHS.len() as f64 * (bar_w + gap);
