@@ -145,7 +145,7 @@ enum Command {
     /// each round; prints the medians with each podwire path's ratio to its
     /// kernel baseline. As root.
     #[command(
-        after_help = "Examples:\n  sudo podwire bench\n  sudo podwire bench --rounds 3 --json --plot bench.svg"
+        after_help = "Examples:\n  sudo podwire bench\n  sudo podwire bench --rounds 3 --json --plot bench.svg\n  sudo podwire bench --paths kernel-vxlan,podwire-ipip,podwire-ipip-tun --tests tcp1"
     )]
     Bench {
         /// Rounds; each runs every path once.
@@ -167,6 +167,13 @@ enum Command {
         /// more than one shows whether flows stay in order across workers.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
+        /// Only these paths (comma-separated; default: all). A podwire
+        /// path's ratio needs its kernel baseline in the list too.
+        #[arg(long, value_name = "PATH,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::PATHS))]
+        paths: Vec<String>,
+        /// Only these tests (comma-separated; default: all).
+        #[arg(long, value_name = "TEST,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::TESTS))]
+        tests: Vec<String>,
         /// Instead of throughput: one node of a large cluster on a real etcd
         /// (needs etcd-server and etcd-client). Reports the time to the first
         /// snapshot, resident memory, the time to apply one change and the
@@ -596,6 +603,8 @@ fn main() -> ExitCode {
             plot,
             out,
             threads,
+            paths,
+            tests,
             scale,
             nodes,
             pods_per_node,
@@ -637,6 +646,8 @@ fn main() -> ExitCode {
                 plot,
                 out,
                 threads: usize::from(threads),
+                paths,
+                tests,
             };
             match podwire_lab::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,

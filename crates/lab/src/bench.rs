@@ -57,6 +57,15 @@ pub struct Options {
     pub out: PathBuf,
     /// Worker threads of each podwire daemon.
     pub threads: usize,
+    /// Only these paths and tests (empty: all).
+    pub paths: Vec<String>,
+    pub tests: Vec<String>,
+}
+
+impl Options {
+    fn wants(list: &[String], name: &str) -> bool {
+        list.is_empty() || list.iter().any(|x| x == name)
+    }
 }
 
 /// One measured series.
@@ -327,12 +336,25 @@ pub fn run(
     } = lab::start(&opts.out, lab::Datastore::File)?;
     let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
+    let paths = || {
+        PATHS
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| Options::wants(&opts.paths, p))
+    };
+    let tests = || {
+        TESTS
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| Options::wants(&opts.tests, t))
+    };
     for round in 0..opts.rounds {
-        for (p, path) in PATHS.iter().enumerate() {
-            let mut w = Harness::new(format!("{prefix}{p}-"), dir.clone())
+        for (p, path) in paths() {
+            // One hex digit of the path's index keeps link names within 15 bytes.
+            let mut w = Harness::new(format!("{prefix}{p:x}-"), dir.clone())
                 .interruptible(Arc::clone(&interrupted));
             let b = build(&mut w, &exe, path, opts.threads)?;
-            for (t, test) in TESTS.iter().enumerate() {
+            for (t, test) in tests() {
                 let v = measure(&mut w, &b.from, &b.to, b.to_ip, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {
                     format!("  retransmits {r}, reordering {o}")
@@ -351,8 +373,8 @@ pub fn run(
         }
     }
     let mut results = Vec::new();
-    for (p, path) in PATHS.iter().enumerate() {
-        for (t, test) in TESTS.iter().enumerate() {
+    for (p, path) in paths() {
+        for (t, test) in tests() {
             let values: Vec<f64> = samples[p][t].iter().map(|s| s.value).collect();
             let tcp: Vec<(u64, u64)> = samples[p][t].iter().filter_map(|s| s.tcp).collect();
             let cpu: Vec<f64> = samples[p][t].iter().map(|s| s.cpu).collect();
@@ -401,7 +423,12 @@ pub fn table(r: &Report) -> String {
         let _ = write!(s, " {:>22}", format!("{t} ({})", unit(t)));
     }
     let _ = writeln!(s);
-    for path in PATHS {
+    let measured = || {
+        PATHS
+            .into_iter()
+            .filter(|p| r.results.iter().any(|x| x.path == *p))
+    };
+    for path in measured() {
         let _ = write!(s, "{path:<18}");
         for test in TESTS {
             let v = find(r, path, test).map_or(0.0, |x| x.median);
@@ -426,7 +453,7 @@ pub fn table(r: &Report) -> String {
         let _ = write!(s, " {:>22}", format!("{t} (per CPU)"));
     }
     let _ = writeln!(s);
-    for path in PATHS {
+    for path in measured() {
         let _ = write!(s, "{path:<18}");
         for test in TESTS {
             let cell = find(r, path, test).map_or(String::from("-"), |x| {
@@ -452,7 +479,7 @@ pub fn table(r: &Report) -> String {
             let _ = write!(s, " {t:>22}");
         }
         let _ = writeln!(s);
-        for path in PATHS {
+        for path in measured() {
             let _ = write!(s, "{path:<18}");
             for test in &tcp {
                 let cell = find(r, path, test).map_or(String::from("-"), |x| {
