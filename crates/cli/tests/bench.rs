@@ -1,6 +1,7 @@
 //! `podwire bench` in a short form: every path and test measured (pod to
-//! pod, masqueraded to the internet, through a ClusterIP), the JSON shape
-//! of the issue, the SVG chart, nothing left behind.
+//! pod, masqueraded to the internet, through a ClusterIP; throughput and
+//! request/response latency), the JSON shape of the issue, the SVG chart,
+//! nothing left behind.
 
 mod common;
 
@@ -33,7 +34,7 @@ fn bench_measures_every_path() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["rounds"], 1);
     let results = j["results"].as_array().unwrap();
-    assert_eq!(results.len(), 33);
+    assert_eq!(results.len(), 55);
     for path in [
         "kernel-vxlan",
         "kernel-direct",
@@ -47,7 +48,13 @@ fn bench_measures_every_path() {
         "podwire-vxlan-tap",
         "podwire-ipip-tun",
     ] {
-        for (test, unit) in [("tcp1", "Gbit/s"), ("tcp4", "Gbit/s"), ("udp64", "kpps")] {
+        for (test, unit) in [
+            ("tcp1", "Gbit/s"),
+            ("tcp4", "Gbit/s"),
+            ("udp64", "kpps"),
+            ("rr-udp", "us"),
+            ("rr-tcp", "us"),
+        ] {
             let r = results
                 .iter()
                 .find(|r| r["path"] == path && r["test"] == test)
@@ -60,6 +67,15 @@ fn bench_measures_every_path() {
             let busy = r["cpu_busy"].as_f64().unwrap();
             assert!(busy > 0.0 && busy <= 1.0, "{path} {test}: cpu_busy {busy}");
             assert_eq!(r["cpu_busy_samples"].as_array().unwrap().len(), 1);
+            // Request/response: a tail at or above the median, in
+            // microseconds that a round trip on one host can take.
+            if test.starts_with("rr-") {
+                let (p99, p999) = (r["p99"].as_f64().unwrap(), r["p999"].as_f64().unwrap());
+                assert!(median < p99 + 1e-9 && p99 <= p999, "{path} {test}: {r}");
+                assert!(median > 1.0 && median < 10_000.0, "{path} {test}: {median}");
+            } else {
+                assert!(r.get("p99").is_none(), "{path} {test}");
+            }
             // TCP tests count retransmissions and reordering, one per round.
             let n = usize::from(test != "udp64");
             for key in ["retransmits", "reorder_events"] {

@@ -45,7 +45,7 @@ pub const PATHS: [&str; 11] = [
 ];
 
 /// The tests it runs on each path.
-pub const TESTS: [&str; 3] = ["tcp1", "tcp4", "udp64"];
+pub const TESTS: [&str; 5] = ["tcp1", "tcp4", "udp64", "rr-udp", "rr-tcp"];
 
 /// What `podwire bench` was asked to do.
 #[derive(Debug, Clone)]
@@ -88,6 +88,12 @@ pub struct Series {
     /// path, is `median / cpu_busy`.
     pub cpu_busy_samples: Vec<f64>,
     pub cpu_busy: f64,
+    /// Request/response tests: the median over rounds of each round's
+    /// 99th and 99.9th percentile (the median itself is the 50th).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p999: Option<f64>,
 }
 
 /// One run of one test.
@@ -96,6 +102,20 @@ struct Sample {
     value: f64,
     tcp: Option<(u64, u64)>,
     cpu: f64,
+    /// Request/response: the 99th and 99.9th percentiles (µs).
+    tail: Option<(f64, f64)>,
+}
+
+/// The 50th, 99th and 99.9th percentiles of latency (µs, half a round
+/// trip) in sockperf's summary, or `None` without all three.
+fn sockperf_percentiles(text: &str) -> Option<(f64, f64, f64)> {
+    let at = |p: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("percentile {p} =")))
+            .and_then(|l| l.rsplit('=').next())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some((at("50.000")?, at("99.000")?, at("99.900")?))
 }
 
 /// The machine's CPU time so far (`/proc/stat`'s first line): busy and
@@ -155,7 +175,16 @@ pub struct Report {
 }
 
 fn unit(test: &str) -> &'static str {
-    if test == "udp64" { "kpps" } else { "Gbit/s" }
+    match test {
+        "udp64" => "kpps",
+        "rr-udp" | "rr-tcp" => "us",
+        _ => "Gbit/s",
+    }
+}
+
+/// Request/response tests: their value is a latency (lower is better).
+fn is_latency(test: &str) -> bool {
+    test.starts_with("rr-")
 }
 
 /// The kernel path a podwire path is compared with.
@@ -216,6 +245,20 @@ fn measure(
     seconds: u32,
 ) -> Result<Sample, LabError> {
     w.check()?;
+    if is_latency(test) {
+        let tcp = test == "rr-tcp";
+        let before = cpu_ticks();
+        let text = w.sockperf_ping_pong(from, to, to_ip, tcp, seconds)?;
+        let cpu = busy_between(before, cpu_ticks());
+        let (p50, p99, p999) = sockperf_percentiles(&text)
+            .ok_or_else(|| err(format!("sockperf printed no percentiles: {text}")))?;
+        return Ok(Sample {
+            value: p50,
+            tcp: None,
+            cpu,
+            tail: Some((p99, p999)),
+        });
+    }
     let reorder_before = reorder_events(w, from)?;
     let extra: &[&str] = match test {
         "tcp4" => &["-P", "4"],
@@ -233,6 +276,7 @@ fn measure(
             value: received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3,
             tcp: None,
             cpu,
+            tail: None,
         }
     } else {
         let reorder = reorder_events(w, from)?.saturating_sub(reorder_before);
@@ -246,6 +290,7 @@ fn measure(
                 reorder,
             )),
             cpu,
+            tail: None,
         }
     })
 }
@@ -359,6 +404,10 @@ pub fn run(
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {
                     format!("  retransmits {r}, reordering {o}")
                 });
+                let tcp = match v.tail {
+                    Some((p99, p999)) => format!("  p99 {p99:.1}, p99.9 {p999:.1}"),
+                    None => tcp,
+                };
                 let _ = writeln!(
                     log,
                     "round {}/{} {path:<18} {test:<6} {:>9.2} {}  cpu {:.2}{tcp}",
@@ -378,7 +427,13 @@ pub fn run(
             let values: Vec<f64> = samples[p][t].iter().map(|s| s.value).collect();
             let tcp: Vec<(u64, u64)> = samples[p][t].iter().filter_map(|s| s.tcp).collect();
             let cpu: Vec<f64> = samples[p][t].iter().map(|s| s.cpu).collect();
+            let tails: Vec<(f64, f64)> = samples[p][t].iter().filter_map(|s| s.tail).collect();
+            let tail = |f: fn(&(f64, f64)) -> f64| {
+                (!tails.is_empty()).then(|| median(&tails.iter().map(f).collect::<Vec<_>>()))
+            };
             results.push(Series {
+                p99: tail(|t| t.0),
+                p999: tail(|t| t.1),
                 cpu_busy: median(&cpu),
                 cpu_busy_samples: cpu,
                 path: path.to_string(),
@@ -419,7 +474,12 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "medians of {} round(s)", r.rounds);
     let _ = write!(s, "{:<18}", "path");
-    for t in TESTS {
+    let tests = || {
+        TESTS
+            .into_iter()
+            .filter(|t| r.results.iter().any(|x| x.test == *t))
+    };
+    for t in tests() {
         let _ = write!(s, " {:>22}", format!("{t} ({})", unit(t)));
     }
     let _ = writeln!(s);
@@ -430,7 +490,7 @@ pub fn table(r: &Report) -> String {
     };
     for path in measured() {
         let _ = write!(s, "{path:<18}");
-        for test in TESTS {
+        for test in tests() {
             let v = find(r, path, test).map_or(0.0, |x| x.median);
             let cell = match baseline(path).and_then(|b| find(r, b, test)) {
                 Some(b) if b.median > 0.0 => format!("{v:.2} ({:.2}x)", v / b.median),
@@ -442,20 +502,20 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(ratios: podwire-vxlan, podwire-vxlan-tap, podwire-ipip and podwire-ipip-tun to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's)"
+        "(ratios: podwire-vxlan, podwire-vxlan-tap, podwire-ipip and podwire-ipip-tun to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's; for latency, rr-*, lower is better)"
     );
     let _ = writeln!(
         s,
         "CPU busy during each test (fraction of all CPUs, median), and the median per busy CPU"
     );
     let _ = write!(s, "{:<18}", "path");
-    for t in TESTS {
+    for t in tests() {
         let _ = write!(s, " {:>22}", format!("{t} (per CPU)"));
     }
     let _ = writeln!(s);
     for path in measured() {
         let _ = write!(s, "{path:<18}");
-        for test in TESTS {
+        for test in tests() {
             let cell = find(r, path, test).map_or(String::from("-"), |x| {
                 let per = if x.cpu_busy > 0.0 {
                     x.median / x.cpu_busy
@@ -467,6 +527,38 @@ pub fn table(r: &Report) -> String {
             let _ = write!(s, " {cell:>22}");
         }
         let _ = writeln!(s);
+    }
+    if r.results.iter().any(|x| x.p99.is_some()) {
+        let _ = writeln!(
+            s,
+            "Request/response latency, 64 bytes, half a round trip (us): p50 / p99 / p99.9, ratio of p50 and p99 to the baseline's"
+        );
+        let _ = write!(s, "{:<18}", "path");
+        for t in TESTS.into_iter().filter(|t| is_latency(t)) {
+            let _ = write!(s, " {t:>36}");
+        }
+        let _ = writeln!(s);
+        for path in measured() {
+            let _ = write!(s, "{path:<18}");
+            for test in TESTS.into_iter().filter(|t| is_latency(t)) {
+                let cell = find(r, path, test).map_or(String::from("-"), |x| {
+                    let (p99, p999) = (x.p99.unwrap_or(0.0), x.p999.unwrap_or(0.0));
+                    let ratio = baseline(path)
+                        .and_then(|b| find(r, b, test))
+                        .filter(|b| b.median > 0.0 && b.p99.is_some_and(|v| v > 0.0))
+                        .map_or(String::new(), |b| {
+                            format!(
+                                " ({:.2}x, {:.2}x)",
+                                x.median / b.median,
+                                p99 / b.p99.unwrap_or(1.0)
+                            )
+                        });
+                    format!("{:.1} / {p99:.1} / {p999:.1}{ratio}", x.median)
+                });
+                let _ = write!(s, " {cell:>36}");
+            }
+            let _ = writeln!(s);
+        }
     }
     let tcp: Vec<&str> = TESTS.into_iter().filter(|t| t.starts_with("tcp")).collect();
     if r.results.iter().any(|x| !x.retransmits.is_empty()) {
@@ -593,6 +685,8 @@ mod tests {
                     reorder_events: if tcp { vec![0, 0, 2] } else { vec![] },
                     cpu_busy_samples: vec![0.5, 0.25, 0.5],
                     cpu_busy: 0.5,
+                    p99: is_latency(test).then_some(10.0 + i as f64),
+                    p999: is_latency(test).then_some(100.0 + i as f64),
                 });
             }
         }
@@ -663,6 +757,27 @@ mod tests {
         assert_eq!(j["results"][0]["unit"], "Gbit/s");
         assert_eq!(j["results"][2]["unit"], "kpps");
         assert_eq!(j["results"][0]["samples"].as_array().unwrap().len(), 3);
+        // Latency: microseconds, with its tail; throughput has none.
+        assert_eq!(j["results"][3]["test"], "rr-udp");
+        assert_eq!(j["results"][3]["unit"], "us");
+        assert_eq!(j["results"][3]["p99"], 10.0);
+        assert!(j["results"][0].get("p99").is_none());
+        // podwire-vxlan (path 2: p50 4, p99 12) against kernel-vxlan (2, 10).
+        assert!(
+            t.lines()
+                .skip_while(|l| !l.starts_with("Request/response"))
+                .any(|l| l.starts_with("podwire-vxlan ")
+                    && l.contains("4.0 / 12.0 / 102.0 (2.00x, 1.20x)")),
+            "{t}"
+        );
+        let out = "sockperf: ---> percentile 99.900 =   59.392\n\
+                   sockperf: ---> percentile 99.000 =   39.828\n\
+                   sockperf: ---> percentile 50.000 =   23.870\n";
+        assert_eq!(sockperf_percentiles(out), Some((23.87, 39.828, 59.392)));
+        assert_eq!(
+            sockperf_percentiles("sockperf: ---> percentile 50.000 = 1"),
+            None
+        );
         let svg = svg(&r);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(

@@ -181,6 +181,46 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// `sockperf ping-pong` of 64-byte messages from `from` to a sockperf
+    /// server in `to` at `to_ip` (UDP, or TCP when `tcp`) for `seconds`;
+    /// returns the client's output (its percentile summary).
+    pub fn sockperf_ping_pong(
+        &mut self,
+        from: &str,
+        to: &str,
+        to_ip: &str,
+        tcp: bool,
+        seconds: u32,
+    ) -> Result<String, Error> {
+        self.check()?;
+        const PORT: &str = "11111";
+        let mut server = vec!["sockperf", "server", "-i", "0.0.0.0", "-p", PORT];
+        let mut client = vec!["sockperf", "ping-pong", "-i", to_ip, "-p", PORT, "-m", "64"];
+        if tcp {
+            server.push("--tcp");
+            client.push("--tcp");
+        }
+        let secs = seconds.to_string();
+        client.extend(["-t", &secs]);
+        self.spawn("sockperf-server", to, &server, Io::Null)?;
+        let mut out = None;
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            let o = self.exec(from, &client)?;
+            let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                + &String::from_utf8_lossy(&o.stderr);
+            if o.status.success() && text.contains("percentile 50.000") {
+                out = Some(text);
+                break;
+            }
+            self.check()?;
+        }
+        let _ = self.stop("sockperf-server", "INT", Duration::from_secs(5));
+        out.ok_or_else(|| err(format!("sockperf ping-pong to {to_ip} failed")))
+    }
+}
+
 /// tshark's dissection of `file`, checksums checked: one row of `fields`
 /// per packet matching `filter` (a field that repeats, outer layer first,
 /// separated by commas).
