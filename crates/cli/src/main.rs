@@ -43,6 +43,12 @@ enum Command {
         /// Worker threads (each gets a queue of every TUN device).
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
+        /// Pin the workers to these CPUs (comma-separated; worker i on the
+        /// i-th, round robin). On a small machine, the CPU the pods' traffic
+        /// runs on: a request/response then never waits for another CPU to
+        /// wake up (docs/performance.md). Default: not pinned.
+        #[arg(long, value_name = "CPU,...", value_delimiter = ',')]
+        cpus: Vec<usize>,
         /// The control socket `podwire show` asks.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
         control: PathBuf,
@@ -174,6 +180,10 @@ enum Command {
         /// Only these tests (comma-separated; default: all).
         #[arg(long, value_name = "TEST,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::TESTS))]
         tests: Vec<String>,
+        /// Run everything on this CPU: iperf3 and sockperf at both ends and
+        /// the podwire workers (`podwire run --cpus`), for every path alike.
+        #[arg(long, value_name = "CPU")]
+        pin: Option<usize>,
         /// Instead of throughput: one node of a large cluster on a real etcd
         /// (needs etcd-server and etcd-client). Reports the time to the first
         /// snapshot, resident memory, the time to apply one change and the
@@ -518,6 +528,7 @@ fn main() -> ExitCode {
         Command::Run {
             node,
             threads,
+            cpus,
             control,
             metrics,
             no_tun_offload,
@@ -540,6 +551,7 @@ fn main() -> ExitCode {
                 underlay: node.underlay,
                 underlay_mtu: node.underlay_mtu,
                 threads: usize::from(threads),
+                cpus,
                 control,
                 metrics,
                 tun_offload: !no_tun_offload,
@@ -605,6 +617,7 @@ fn main() -> ExitCode {
             threads,
             paths,
             tests,
+            pin,
             scale,
             nodes,
             pods_per_node,
@@ -648,6 +661,7 @@ fn main() -> ExitCode {
                 threads: usize::from(threads),
                 paths,
                 tests,
+                pin,
             };
             match podwire_lab::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,

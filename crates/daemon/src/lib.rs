@@ -58,6 +58,9 @@ pub struct Options {
     pub underlay: Option<String>,
     pub underlay_mtu: Option<u16>,
     pub threads: usize,
+    /// The CPUs the workers run on, worker i on `cpus[i % len]`; empty:
+    /// wherever the scheduler puts them.
+    pub cpus: Vec<usize>,
     pub control: PathBuf,
     pub metrics: Option<SocketAddr>,
     /// TUN offloads (`IFF_VNET_HDR`, TSO, checksum): on unless turned off.
@@ -552,9 +555,19 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         wakers.push(waker);
         let w = worker::Worker::new(i, Arc::clone(&shared), poll, io)
             .map_err(StartError::thread(format!("worker {i}")))?;
+        // Worker i on CPU `cpus[i]` (round robin), when asked.
+        let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[i % opts.cpus.len()]);
         let h = std::thread::Builder::new()
             .name(format!("podwire-w{i}"))
-            .spawn(move || w.run())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    match podwire_io::sys::affinity::pin_current_thread(cpu) {
+                        Ok(()) => tracing::info!(worker = i, cpu, "worker pinned"),
+                        Err(e) => tracing::warn!(worker = i, cpu, "cannot pin the worker: {e}"),
+                    }
+                }
+                w.run()
+            })
             .map_err(StartError::thread(format!("thread of worker {i}")))?;
         handles.push(h);
     }

@@ -60,6 +60,9 @@ pub struct Options {
     /// Only these paths and tests (empty: all).
     pub paths: Vec<String>,
     pub tests: Vec<String>,
+    /// Everything on this CPU: the traffic tools at both ends, and the
+    /// podwire daemons' workers (`--cpus`).
+    pub pin: Option<usize>,
 }
 
 impl Options {
@@ -304,7 +307,13 @@ struct Built {
 }
 
 /// Builds `path` in `w`.
-fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built, LabError> {
+fn build(
+    w: &mut Harness,
+    exe: &str,
+    path: &str,
+    threads: usize,
+    pin: Option<usize>,
+) -> Result<Built, LabError> {
     let base = path.trim_end_matches("-nat").trim_end_matches("-svc");
     let pods = match base {
         "kernel-vxlan" => crate::kernel::pods(w, true)?,
@@ -322,13 +331,16 @@ fn build(w: &mut Harness, exe: &str, path: &str, threads: usize) -> Result<Built
             let config = config.to_string_lossy().into_owned();
             // Super-packets whole: out through the tunnel TAP (or TUN), in
             // through the packet socket.
-            let flags: &[&str] = if matches!(base, "podwire-vxlan-tap" | "podwire-ipip-tun") {
-                &["--tunnel-gso", "--packet-rx"]
-            } else {
-                &[]
-            };
+            let mut flags: Vec<String> = Vec::new();
+            if matches!(base, "podwire-vxlan-tap" | "podwire-ipip-tun") {
+                flags.extend(["--tunnel-gso".into(), "--packet-rx".into()]);
+            }
+            if let Some(cpu) = pin {
+                flags.extend(["--cpus".into(), cpu.to_string()]);
+            }
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let (_, pods) =
-                topology::podwire_cluster(w, exe, &config, mode, &nodes, threads, flags)?;
+                topology::podwire_cluster(w, exe, &config, mode, &nodes, threads, &flags)?;
             // Pods: m-a, m-b, 1-a, 1-b, 2-a, 2-b.
             vec![pods[2].0.clone(), pods[4].0.clone()]
         }
@@ -398,7 +410,8 @@ pub fn run(
             // One hex digit of the path's index keeps link names within 15 bytes.
             let mut w = Harness::new(format!("{prefix}{p:x}-"), dir.clone())
                 .interruptible(Arc::clone(&interrupted));
-            let b = build(&mut w, &exe, path, opts.threads)?;
+            w.tools_cpu = opts.pin;
+            let b = build(&mut w, &exe, path, opts.threads, opts.pin)?;
             for (t, test) in tests() {
                 let v = measure(&mut w, &b.from, &b.to, b.to_ip, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {

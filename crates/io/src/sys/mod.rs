@@ -4,6 +4,7 @@
 //! direct mode's packet socket ([`bpf`]). Each `unsafe` block here carries a
 //! `// SAFETY:` comment; the socket files above build on these.
 
+pub mod affinity;
 pub mod bpf;
 pub mod clock;
 pub mod cmsg;

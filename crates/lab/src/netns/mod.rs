@@ -118,6 +118,9 @@ pub struct Harness {
     interrupted: Option<Arc<AtomicBool>>,
     /// Released last, once everything is removed.
     lock: Option<File>,
+    /// The CPU the traffic tools (iperf3, sockperf) run on, both ends;
+    /// `None`: wherever the scheduler puts them.
+    pub tools_cpu: Option<usize>,
 }
 
 impl Harness {
@@ -132,6 +135,7 @@ impl Harness {
             remove_dir: false,
             interrupted: None,
             lock: None,
+            tools_cpu: None,
         }
     }
 

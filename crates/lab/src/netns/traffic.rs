@@ -160,9 +160,13 @@ impl Harness {
         seconds: u32,
     ) -> Result<serde_json::Value, Error> {
         self.check()?;
-        self.spawn("iperf-server", to, &["iperf3", "-s", "-1"], Io::Null)?;
+        let cpu = self.tools_cpu.map(|c| c.to_string());
+        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
+        let server = [&pin[..], &["iperf3", "-s", "-1"]].concat();
+        self.spawn("iperf-server", to, &server, Io::Null)?;
         let secs = seconds.to_string();
-        let mut args = vec!["iperf3", "-c", to_ip, "-t", &secs, "-J"];
+        let mut args = pin.clone();
+        args.extend(["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
         args.extend_from_slice(extra);
         let mut out = None;
         for _ in 0..50 {
@@ -195,8 +199,12 @@ impl Harness {
     ) -> Result<String, Error> {
         self.check()?;
         const PORT: &str = "11111";
-        let mut server = vec!["sockperf", "server", "-i", "0.0.0.0", "-p", PORT];
-        let mut client = vec!["sockperf", "ping-pong", "-i", to_ip, "-p", PORT, "-m", "64"];
+        let cpu = self.tools_cpu.map(|c| c.to_string());
+        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
+        let mut server = pin.clone();
+        server.extend(["sockperf", "server", "-i", "0.0.0.0", "-p", PORT]);
+        let mut client = pin.clone();
+        client.extend(["sockperf", "ping-pong", "-i", to_ip, "-p", PORT, "-m", "64"]);
         if tcp {
             server.push("--tcp");
             client.push("--tcp");
