@@ -184,6 +184,12 @@ enum Command {
         /// the podwire workers (`podwire run --cpus`), for every path alike.
         #[arg(long, value_name = "CPU")]
         pin: Option<usize>,
+        /// Pod pairs, k8s-node1 to k8s-node2, that the throughput tests
+        /// run on at once (one iperf3 each, summed; up to 110, Kubernetes'
+        /// pods a node) on the pod-to-pod paths; request/response runs on
+        /// the first pair.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=110))]
+        pods: u16,
         /// Instead of throughput: one node of a large cluster on a real etcd
         /// (needs etcd-server and etcd-client). Reports the time to the first
         /// snapshot, resident memory, the time to apply one change and the
@@ -618,6 +624,7 @@ fn main() -> ExitCode {
             paths,
             tests,
             pin,
+            pods,
             scale,
             nodes,
             pods_per_node,
@@ -662,6 +669,7 @@ fn main() -> ExitCode {
                 paths,
                 tests,
                 pin,
+                pods: usize::from(pods),
             };
             match podwire_lab::bench::run(&opts, &mut std::io::stdout(), &mut std::io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,

@@ -135,3 +135,56 @@ fn bench_cni_measures_both_plugins() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `podwire bench --pods 3` on two paths (the kernel's VXLAN, podwire's
+/// with super-packets whole), one stream per pair: every pair's iperf3
+/// finishes (the extra pods are made and routed on both kinds of node),
+/// the throughput is their sum, and `--paths`/`--tests` keep the rest out.
+#[test]
+fn bench_runs_pod_pairs_at_once() {
+    if !root_or_skip("bench_runs_pod_pairs_at_once") {
+        return;
+    }
+    let lab = common::Lab::new();
+    let out = Command::new(PODWIRE)
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--json",
+            "--pods",
+            "3",
+        ])
+        .args([
+            "--paths",
+            "kernel-vxlan,podwire-vxlan-tap",
+            "--tests",
+            "tcp1",
+        ])
+        .args(["--out", lab.dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("did not finish"), "{log}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{j}");
+    for r in results {
+        assert_eq!(r["test"], "tcp1");
+        assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r.get("failed_pairs").is_none(), "{r}");
+    }
+    let left: Vec<String> = must("ip", &["netns", "list"])
+        .lines()
+        .filter(|l| l.starts_with("pwbench"))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

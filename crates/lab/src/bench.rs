@@ -63,6 +63,9 @@ pub struct Options {
     /// Everything on this CPU: the traffic tools at both ends, and the
     /// podwire daemons' workers (`--cpus`).
     pub pin: Option<usize>,
+    /// Pod pairs (k8s-node1 to k8s-node2) the throughput tests run on at
+    /// once, summed; 1: the usual pair. Request/response runs on the first.
+    pub pods: usize,
 }
 
 impl Options {
@@ -97,6 +100,10 @@ pub struct Series {
     pub p99: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p999: Option<f64>,
+    /// `--pods`: per round, the pairs whose iperf3 did not finish (their
+    /// throughput counted as nothing); empty when every pair finished.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_pairs: Vec<usize>,
 }
 
 /// One run of one test.
@@ -107,6 +114,8 @@ struct Sample {
     cpu: f64,
     /// Request/response: the 99th and 99.9th percentiles (µs).
     tail: Option<(f64, f64)>,
+    /// `--pods`: pairs whose iperf3 did not finish (counted as nothing).
+    failed: usize,
 }
 
 /// The 50th, 99th and 99.9th percentiles of latency (µs, half a round
@@ -238,15 +247,10 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Runs one iperf3 test from `from` to `to_ip` (server in `to`).
-fn measure(
-    w: &mut Harness,
-    from: &str,
-    to: &str,
-    to_ip: &str,
-    test: &str,
-    seconds: u32,
-) -> Result<Sample, LabError> {
+/// Runs one test from `b.from` to `b.to_ip` (server in `b.to`) — a
+/// throughput test on every pair of `b` at once, summed.
+fn measure(w: &mut Harness, b: &Built, test: &str, seconds: u32) -> Result<Sample, LabError> {
+    let (from, to, to_ip) = (b.from.as_str(), b.to.as_str(), b.to_ip.as_str());
     w.check()?;
     if is_latency(test) {
         let tcp = test == "rr-tcp";
@@ -260,14 +264,18 @@ fn measure(
             tcp: None,
             cpu,
             tail: Some((p99, p999)),
+            failed: 0,
         });
     }
-    let reorder_before = reorder_events(w, from)?;
     let extra: &[&str] = match test {
         "tcp4" => &["-P", "4"],
         "udp64" => &["-u", "-l", "64", "-b", "0"],
         _ => &[],
     };
+    if !b.extra.is_empty() {
+        return measure_pairs(w, b, test, extra, seconds);
+    }
+    let reorder_before = reorder_events(w, from)?;
     let before = cpu_ticks();
     let v = w.iperf3_json(from, to, to_ip, extra, seconds)?;
     let cpu = busy_between(before, cpu_ticks());
@@ -280,6 +288,7 @@ fn measure(
             tcp: None,
             cpu,
             tail: None,
+            failed: 0,
         }
     } else {
         let reorder = reorder_events(w, from)?.saturating_sub(reorder_before);
@@ -294,30 +303,95 @@ fn measure(
             )),
             cpu,
             tail: None,
+            failed: 0,
         }
     })
 }
 
+/// The same on every pod pair at once (`--pods`): throughput summed over
+/// the pairs, retransmissions and reordering too.
+fn measure_pairs(
+    w: &mut Harness,
+    b: &Built,
+    test: &str,
+    extra: &[&str],
+    seconds: u32,
+) -> Result<Sample, LabError> {
+    let mut pairs = vec![(b.from.clone(), b.to.clone(), b.to_ip.clone())];
+    pairs.extend(b.extra.iter().cloned());
+    let mut reorder_before = 0;
+    for (from, _, _) in &pairs {
+        reorder_before += reorder_events(w, from)?;
+    }
+    let before = cpu_ticks();
+    let (results, failed) = w.iperf3_concurrent(&pairs, extra, seconds)?;
+    let cpu = busy_between(before, cpu_ticks());
+    if results.is_empty() {
+        return Err(err(format!("no pair finished: {}", failed.join("; "))));
+    }
+    let sum = |f: &dyn Fn(&serde_json::Value) -> f64| results.iter().map(f).sum::<f64>();
+    if test == "udp64" {
+        let value = sum(&|v| {
+            let s = &v["end"]["sum"];
+            let received =
+                s["packets"].as_f64().unwrap_or(0.0) - s["lost_packets"].as_f64().unwrap_or(0.0);
+            received / s["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3
+        });
+        return Ok(Sample {
+            value,
+            tcp: None,
+            cpu,
+            tail: None,
+            failed: failed.len(),
+        });
+    }
+    let mut reorder_after = 0;
+    for (from, _, _) in &pairs {
+        reorder_after += reorder_events(w, from)?;
+    }
+    Ok(Sample {
+        value: sum(&|v| {
+            v["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+        }) / 1e9,
+        tcp: Some((
+            sum(&|v| v["end"]["sum_sent"]["retransmits"].as_f64().unwrap_or(0.0)) as u64,
+            reorder_after.saturating_sub(reorder_before),
+        )),
+        cpu,
+        tail: None,
+        failed: failed.len(),
+    })
+}
+
 /// What a built path measures: the sender's namespace, the receiver's
-/// (where iperf3's server runs) and the address the sender sends to.
+/// (where iperf3's server runs) and the address the sender sends to; with
+/// `--pods`, the other pairs (sender, receiver, address).
 struct Built {
     from: String,
     to: String,
-    to_ip: &'static str,
+    to_ip: String,
+    extra: Vec<(String, String, String)>,
 }
 
 /// Builds `path` in `w`.
-fn build(
-    w: &mut Harness,
-    exe: &str,
-    path: &str,
-    threads: usize,
-    pin: Option<usize>,
-) -> Result<Built, LabError> {
+fn build(w: &mut Harness, exe: &str, path: &str, opts: &Options) -> Result<Built, LabError> {
+    let (threads, pin) = (opts.threads, opts.pin);
+    // More pairs only pod to pod.
+    let pairs = if dest(path) == Dest::Pod {
+        opts.pods
+    } else {
+        1
+    };
     let base = path.trim_end_matches("-nat").trim_end_matches("-svc");
+    let mut extra = Vec::new();
     let pods = match base {
-        "kernel-vxlan" => crate::kernel::pods(w, true)?,
-        "kernel-direct" => crate::kernel::pods(w, false)?,
+        "kernel-vxlan" | "kernel-direct" => {
+            let (pods, more) = crate::kernel::pods_with_pairs(w, base == "kernel-vxlan", pairs)?;
+            extra = more;
+            pods
+        }
         _ => {
             let mode = match base {
                 "podwire-vxlan" | "podwire-vxlan-tap" => Mode::Vxlan,
@@ -325,8 +399,12 @@ fn build(
                 _ => Mode::Direct,
             };
             let config = w.dir.join(format!("bench-{}.yaml", mode.name()));
-            std::fs::write(&config, topology::cluster_yaml(mode))
-                .map_err(|e| err(e.to_string()))?;
+            let yaml = if pairs > 1 {
+                topology::cluster_with_pairs(mode, pairs)
+            } else {
+                topology::cluster_yaml(mode)
+            };
+            std::fs::write(&config, yaml).map_err(|e| err(e.to_string()))?;
             let (_, nodes) = topology::underlay(w)?;
             let config = config.to_string_lossy().into_owned();
             // Super-packets whole: out through the tunnel TAP (or TUN), in
@@ -341,6 +419,9 @@ fn build(
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let (_, pods) =
                 topology::podwire_cluster(w, exe, &config, mode, &nodes, threads, &flags)?;
+            if pairs > 1 {
+                extra = topology::make_extra_pods(w, &nodes, pairs)?;
+            }
             // Pods: m-a, m-b, 1-a, 1-b, 2-a, 2-b.
             vec![pods[2].0.clone(), pods[4].0.clone()]
         }
@@ -352,7 +433,8 @@ fn build(
         Dest::Pod => Built {
             from: pods[0].clone(),
             to: pods[1].clone(),
-            to_ip: topology::POD2,
+            to_ip: topology::POD2.into(),
+            extra,
         },
         Dest::Internet => {
             if kernel {
@@ -366,7 +448,8 @@ fn build(
             Built {
                 from: pods[0].clone(),
                 to: w.name("inet"),
-                to_ip: topology::INTERNET,
+                to_ip: topology::INTERNET.into(),
+                extra: Vec::new(),
             }
         }
         Dest::Service => {
@@ -374,7 +457,8 @@ fn build(
             Built {
                 from: pods[0].clone(),
                 to: pods[1].clone(),
-                to_ip: services::CLUSTER_IP,
+                to_ip: services::CLUSTER_IP.into(),
+                extra: Vec::new(),
             }
         }
     })
@@ -411,16 +495,19 @@ pub fn run(
             let mut w = Harness::new(format!("{prefix}{p:x}-"), dir.clone())
                 .interruptible(Arc::clone(&interrupted));
             w.tools_cpu = opts.pin;
-            let b = build(&mut w, &exe, path, opts.threads, opts.pin)?;
+            let b = build(&mut w, &exe, path, opts)?;
             for (t, test) in tests() {
-                let v = measure(&mut w, &b.from, &b.to, b.to_ip, test, opts.seconds)?;
+                let v = measure(&mut w, &b, test, opts.seconds)?;
                 let tcp = v.tcp.map_or(String::new(), |(r, o)| {
                     format!("  retransmits {r}, reordering {o}")
                 });
-                let tcp = match v.tail {
+                let mut tcp = match v.tail {
                     Some((p99, p999)) => format!("  p99 {p99:.1}, p99.9 {p999:.1}"),
                     None => tcp,
                 };
+                if v.failed > 0 {
+                    let _ = write!(tcp, "  ({} pair(s) did not finish)", v.failed);
+                }
                 let _ = writeln!(
                     log,
                     "round {}/{} {path:<18} {test:<6} {:>9.2} {}  cpu {:.2}{tcp}",
@@ -444,7 +531,13 @@ pub fn run(
             let tail = |f: fn(&(f64, f64)) -> f64| {
                 (!tails.is_empty()).then(|| median(&tails.iter().map(f).collect::<Vec<_>>()))
             };
+            let failed: Vec<usize> = samples[p][t].iter().map(|s| s.failed).collect();
             results.push(Series {
+                failed_pairs: if failed.iter().any(|f| *f > 0) {
+                    failed
+                } else {
+                    Vec::new()
+                },
                 p99: tail(|t| t.0),
                 p999: tail(|t| t.1),
                 cpu_busy: median(&cpu),
@@ -698,6 +791,7 @@ mod tests {
                     reorder_events: if tcp { vec![0, 0, 2] } else { vec![] },
                     cpu_busy_samples: vec![0.5, 0.25, 0.5],
                     cpu_busy: 0.5,
+                    failed_pairs: Vec::new(),
                     p99: is_latency(test).then_some(10.0 + i as f64),
                     p999: is_latency(test).then_some(100.0 + i as f64),
                 });

@@ -113,6 +113,75 @@ pub fn direct_node(w: &Harness, ns: &str, peer: Host) -> Result<(), Error> {
 /// (`vxlan`) or routing, and a veth pod on each as Calico attaches pods;
 /// returns the two pods.
 pub(crate) fn pods(w: &mut Harness, vxlan: bool) -> Result<Vec<String>, Error> {
+    pods_with_pairs(w, vxlan, 1).map(|(pods, _)| pods)
+}
+
+/// [`pods`] with `pairs - 1` more veth pods on each node (the addresses of
+/// [`crate::topology::extra_pod`]) and the routes to the peer's extra
+/// blocks; returns the two pods and the extra pairs (node 1's pod, node
+/// 2's, node 2's address).
+#[allow(clippy::type_complexity)]
+pub(crate) fn pods_with_pairs(
+    w: &mut Harness,
+    vxlan: bool,
+    pairs: usize,
+) -> Result<(Vec<String>, Vec<(String, String, String)>), Error> {
+    let pods = first_pods(w, vxlan)?;
+    let nodes = [w.name("n1"), w.name("n2")];
+    let (n1, n2) = (&crate::topology::NODES[1], &crate::topology::NODES[2]);
+    // Each node routes the peer's extra blocks as it routes its first one.
+    for (peer, ns, peer_index) in [(n2, &nodes[0], 2), (n1, &nodes[1], 1)] {
+        if pairs <= 1 {
+            break;
+        }
+        for block in crate::topology::extra_blocks(peer_index) {
+            let route: Vec<&str> = if vxlan {
+                let via = peer.host.tunnel;
+                vec![
+                    "route",
+                    "add",
+                    &block,
+                    "via",
+                    via,
+                    "dev",
+                    "vxlan.calico",
+                    "onlink",
+                ]
+            } else {
+                vec![
+                    "route",
+                    "add",
+                    &block,
+                    "via",
+                    peer.host.ip,
+                    "dev",
+                    "eth0",
+                    "onlink",
+                ]
+            };
+            w.ip(ns, &route)?;
+        }
+    }
+    let mut extra = Vec::new();
+    for k in 1..pairs.min(crate::topology::MAX_PAIRS) {
+        let mut made = Vec::new();
+        for (node, ns) in [(1, &nodes[0]), (2, &nodes[1])] {
+            let (_, ip) = crate::topology::extra_pod(node, k);
+            let host = format!("calix{k}");
+            let pod = VethPod {
+                host: &host,
+                ip: &ip,
+                mtu: vxlan.then_some("1450"),
+                prompt_arp: false,
+            };
+            made.push((w.veth_pod(ns, &format!("q{node}-{k}"), pod)?, ip));
+        }
+        extra.push((made[0].0.clone(), made[1].0.clone(), made[1].1.clone()));
+    }
+    Ok((pods, extra))
+}
+
+fn first_pods(w: &mut Harness, vxlan: bool) -> Result<Vec<String>, Error> {
     let (_, nodes) = crate::topology::underlay(w)?;
     let (n1, n2) = (&crate::topology::NODES[1], &crate::topology::NODES[2]);
     let mut pods = Vec::new();

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use podwire::config::cluster::{ClusterBuilder, Endpoint, Pool};
+use podwire::config::cluster::{Block, ClusterBuilder, Endpoint, Pool};
 
 use crate::Mode;
 use crate::kernel::Host;
@@ -78,6 +78,74 @@ pub(crate) const POD2: &str = NODES[2].pods[0].1;
 /// The cluster file for `mode`.
 pub fn cluster_yaml(mode: Mode) -> String {
     cluster_of(mode, NODES.len())
+}
+
+/// The most pod pairs `podwire bench --pods` makes (Kubernetes' default
+/// of 110 pods a node).
+pub const MAX_PAIRS: usize = 110;
+
+/// The blocks of the extra pods of k8s-node1 (`node` 1) or k8s-node2 (2)
+/// for `podwire bench --pods`: two /26 blocks of their own each.
+pub(crate) fn extra_blocks(node: usize) -> [String; 2] {
+    let third = 39 + node;
+    [format!("10.2.{third}.0/26"), format!("10.2.{third}.64/26")]
+}
+
+/// Extra pod `k` (1 ≤ k < [`MAX_PAIRS`]) of k8s-node1 or k8s-node2: its
+/// interface and address (62 a block, from the block's second address).
+pub(crate) fn extra_pod(node: usize, k: usize) -> (String, String) {
+    let j = k - 1;
+    let last = (j / 62) * 64 + j % 62 + 1;
+    (
+        format!("calix{node}x{k}"),
+        format!("10.2.{}.{last}", 39 + node),
+    )
+}
+
+/// [`cluster_yaml`] with `pairs - 1` more pods on k8s-node1 and as many on
+/// k8s-node2, in the blocks of [`extra_blocks`].
+pub fn cluster_with_pairs(mode: Mode, pairs: usize) -> String {
+    let mut c = with_pool(
+        mode,
+        &format!("podwire bench, {} mode, {pairs} pod pairs", mode.name()),
+    );
+    for n in &NODES {
+        let h = n.host;
+        c = c.calico_node(h.name, &h.cidr(), h.block);
+        for (iface, ip) in &n.pods {
+            c = c.with(Endpoint::new(h.name, iface, ip));
+        }
+    }
+    for node in [1, 2] {
+        let name = NODES[node].host.name;
+        for block in extra_blocks(node) {
+            c = c.with(Block::new(&block).host(name));
+        }
+        for k in 1..pairs.min(MAX_PAIRS) {
+            let (iface, ip) = extra_pod(node, k);
+            c = c.with(Endpoint::new(name, &iface, &ip));
+        }
+    }
+    c.yaml()
+}
+
+/// Makes the extra pods of [`cluster_with_pairs`] (the daemons made their
+/// devices) on k8s-node1 and k8s-node2; returns pairs of pods (node 1's,
+/// node 2's, node 2's address).
+pub(crate) fn make_extra_pods(
+    w: &mut Harness,
+    nodes: &[String],
+    pairs: usize,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let mut out = Vec::new();
+    for k in 1..pairs.min(MAX_PAIRS) {
+        let (i1, ip1) = extra_pod(1, k);
+        let (i2, ip2) = extra_pod(2, k);
+        let a = w.pod(&format!("q1-{k}"), &nodes[1], &i1, &ip1)?;
+        let b = w.pod(&format!("q2-{k}"), &nodes[2], &i2, &ip2)?;
+        out.push((a, b, ip2));
+    }
+    Ok(out)
 }
 
 /// The cluster of the first `nodes` of [`NODES`], with their pods.
@@ -355,6 +423,39 @@ pub(crate) fn make_pods(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_pods_fill_their_blocks_and_compile() {
+        assert_eq!(extra_pod(1, 1), ("calix1x1".into(), "10.2.40.1".into()));
+        assert_eq!(extra_pod(2, 62).1, "10.2.41.62");
+        assert_eq!(extra_pod(2, 63).1, "10.2.41.65");
+        // k = 109: the second block's 47th (.65 is its first, k = 63).
+        assert_eq!(extra_pod(1, MAX_PAIRS - 1).1, "10.2.40.111");
+        assert!(extra_pod(1, MAX_PAIRS - 1).0.len() <= 15);
+        for mode in Mode::ALL {
+            let r = podwire::config::parse(&cluster_with_pairs(mode, MAX_PAIRS)).unwrap();
+            assert_eq!(r.endpoints.len(), 6 + 2 * (MAX_PAIRS - 1));
+            let u = podwire::table::Underlay {
+                name: "eth0".into(),
+                mtu: 1500,
+            };
+            // Each node routes the other's extra blocks as its first one.
+            let t = podwire::table::compile(&r, "k8s-node1", &u).unwrap();
+            for block in extra_blocks(2) {
+                assert!(
+                    t.routes_text().contains(&format!("{block} via")),
+                    "{mode:?}"
+                );
+            }
+            let t = podwire::table::compile(&r, "k8s-node2", &u).unwrap();
+            for block in extra_blocks(1) {
+                assert!(
+                    t.routes_text().contains(&format!("{block} via")),
+                    "{mode:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn lab_clusters_validate_and_compile() {

@@ -186,6 +186,71 @@ impl Harness {
 }
 
 impl Harness {
+    /// iperf3 on every pair (sender, receiver's namespace, receiver's
+    /// address) at once, `extra` on each client; returns the JSON reports
+    /// of the clients that finished, and what went wrong with the others.
+    pub fn iperf3_concurrent(
+        &mut self,
+        pairs: &[(String, String, String)],
+        extra: &[&str],
+        seconds: u32,
+    ) -> Result<(Vec<serde_json::Value>, Vec<String>), Error> {
+        self.check()?;
+        let cpu = self.tools_cpu.map(|c| c.to_string());
+        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
+        let server = [&pin[..], &["iperf3", "-s", "-1"]].concat();
+        for (k, (_, to, _)) in pairs.iter().enumerate() {
+            self.spawn(&format!("iperf-server-{k}"), to, &server, Io::Null)?;
+        }
+        // Every server listening before any client starts.
+        for (k, (_, to, _)) in pairs.iter().enumerate() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let o = self.exec(to, &["ss", "-Hltn", "sport", "= :5201"])?;
+                if !o.stdout.is_empty() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(err(format!("iperf3 server {k} in {to} did not listen")));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let secs = seconds.to_string();
+        for (k, (from, _, to_ip)) in pairs.iter().enumerate() {
+            let mut args = pin.clone();
+            args.extend(["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
+            args.extend_from_slice(extra);
+            self.spawn(&format!("iperf-client-{k}"), from, &args, Io::Piped)?;
+        }
+        let mut reports = Vec::with_capacity(pairs.len());
+        let mut failed = Vec::new();
+        // One deadline for all: a hung client costs the run once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(seconds) + 30);
+        for (k, (_, _, to_ip)) in pairs.iter().enumerate() {
+            let limit = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(100));
+            match self.wait(&format!("iperf-client-{k}"), limit) {
+                Ok(o) if o.status.success() => {
+                    match serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                        Ok(v) => reports.push(v),
+                        Err(e) => failed.push(format!("iperf3 client {k}: {e}")),
+                    }
+                }
+                Ok(o) => failed.push(format!(
+                    "iperf3 client {k} to {to_ip}: {}",
+                    String::from_utf8_lossy(&o.stdout)
+                )),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        for k in 0..pairs.len() {
+            let _ = self.stop(&format!("iperf-server-{k}"), "INT", Duration::from_secs(5));
+        }
+        Ok((reports, failed))
+    }
+
     /// `sockperf ping-pong` of 64-byte messages from `from` to a sockperf
     /// server in `to` at `to_ip` (UDP, or TCP when `tcp`) for `seconds`;
     /// returns the client's output (its percentile summary).
