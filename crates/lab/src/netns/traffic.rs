@@ -263,7 +263,9 @@ impl Harness {
         seconds: u32,
     ) -> Result<String, Error> {
         self.check()?;
-        const PORT: &str = "11111";
+        // The iperf3 port: the one a Service of the lab maps (never both
+        // tools at once).
+        const PORT: &str = "5201";
         let cpu = self.tools_cpu.map(|c| c.to_string());
         let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
         let mut server = pin.clone();
