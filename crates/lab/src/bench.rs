@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::lab::{self, LabError, Mode};
-use crate::netns::{Harness, err};
+use crate::netns::{Harness, SOCKPERF_PORT, err};
 use crate::{services, topology};
 
 /// The paths `podwire bench` measures.
@@ -453,7 +453,9 @@ fn build(w: &mut Harness, exe: &str, path: &str, opts: &Options) -> Result<Built
             }
         }
         Dest::Service => {
-            services::kube_proxy(w, &node1, IPERF_PORT, topology::POD2, IPERF_PORT)?;
+            // iperf3's port and sockperf's.
+            let ports = [(IPERF_PORT, IPERF_PORT), (SOCKPERF_PORT, SOCKPERF_PORT)];
+            services::kube_proxy(w, &node1, &ports, topology::POD2)?;
             Built {
                 from: pods[0].clone(),
                 to: pods[1].clone(),

@@ -17,20 +17,27 @@ pub(crate) const CLUSTER_IP: &str = "10.96.0.10";
 pub(crate) const SERVICE_PORT: &str = "80";
 pub(crate) const BACKEND_PORT: &str = "8080";
 
-/// kube-proxy's nftables mode reduced to one Service in node `ns`:
-/// [`CLUSTER_IP`]`:port` DNATed to `backend`:`backend_port` (TCP and UDP),
-/// in prerouting (pods, through the host interface) and output (the node
-/// itself).
+/// kube-proxy's nftables mode reduced to one Service in node `ns`: each
+/// [`CLUSTER_IP`]`:port` of `ports` DNATed to `backend`:its backend port
+/// (TCP and UDP), in prerouting (pods, through the host interface) and
+/// output (the node itself).
 pub(crate) fn kube_proxy(
     w: &Harness,
     ns: &str,
-    port: &str,
+    ports: &[(&str, &str)],
     backend: &str,
-    backend_port: &str,
 ) -> Result<(), Error> {
+    let rules: String = ports
+        .iter()
+        .map(|(port, to)| {
+            format!(
+                " ip daddr {CLUSTER_IP} meta l4proto {{ tcp, udp }} th dport {port} dnat to {backend}:{to};"
+            )
+        })
+        .collect();
     let script = format!(
         "table ip kube-proxy {{\n\
-         chain services {{ ip daddr {CLUSTER_IP} meta l4proto {{ tcp, udp }} th dport {port} dnat to {backend}:{backend_port}; }}\n\
+         chain services {{{rules} }}\n\
          chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}\n\
          chain nat-output {{ type nat hook output priority -100; policy accept; jump services; }}\n\
          }}\n"
@@ -147,7 +154,7 @@ pub(crate) fn run(
     );
 
     // A ClusterIP whose backend is on another node.
-    kube_proxy(w, node1, SERVICE_PORT, backend_ip, BACKEND_PORT)?;
+    kube_proxy(w, node1, &[(SERVICE_PORT, BACKEND_PORT)], backend_ip)?;
     let via = format!(
         "kube-proxy's nftables rules on {n1}, backend {backend_ip}:{BACKEND_PORT} on {}",
         NODES[2].host.name

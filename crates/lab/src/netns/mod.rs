@@ -19,7 +19,7 @@ mod hosts;
 mod traffic;
 
 pub use hosts::{Daemon, VethPod};
-pub use traffic::{Ping, Transfer, drops, show, stats, tshark};
+pub use traffic::{Ping, SOCKPERF_PORT, Transfer, drops, show, stats, tshark};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

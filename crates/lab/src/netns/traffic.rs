@@ -185,6 +185,10 @@ impl Harness {
     }
 }
 
+/// The port of [`Harness::sockperf_ping_pong`]'s server (not iperf3's:
+/// sockperf does not reuse a port a TCP connection just left).
+pub const SOCKPERF_PORT: &str = "11111";
+
 impl Harness {
     /// iperf3 on every pair (sender, receiver's namespace, receiver's
     /// address) at once, `extra` on each client; returns the JSON reports
@@ -263,9 +267,7 @@ impl Harness {
         seconds: u32,
     ) -> Result<String, Error> {
         self.check()?;
-        // The iperf3 port: the one a Service of the lab maps (never both
-        // tools at once).
-        const PORT: &str = "5201";
+        const PORT: &str = SOCKPERF_PORT;
         let cpu = self.tools_cpu.map(|c| c.to_string());
         let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
         let mut server = pin.clone();
