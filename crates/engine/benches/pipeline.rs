@@ -24,7 +24,8 @@
 //!   pseudo-header sum) and [`l2::frame_tunnel`] (Ethernet, TTL, the
 //!   tunnel virtio header), against one copy of the super-packet — the
 //!   least the default path spends on it, which cuts it into 45 segments,
-//!   copying and checksumming each.
+//!   copying and checksumming each. `ipip_whole/64000`: the same on the
+//!   IPIP tunnel TUN's path ([`l2::frame_ipip_tun`]).
 //!
 //! Tables are compiled from `examples/{ipip,vxlan}.yaml` with a 9000-byte
 //! underlay, so no packet here is ever fragmented.
@@ -367,6 +368,30 @@ fn bench_whole(c: &mut Criterion) {
             let mut pkt = Packet::new(&mut buf, HEADROOM, inner.len());
             let v = pipeline::egress_gso(&t, &mut st, from, black_box(&mut pkt), 1450);
             let hdr = l2::frame_tunnel(&mut pkt, tap, Some(gso));
+            let _ = black_box((v, hdr, pkt.offset()));
+        })
+    });
+    bench_memcpy(&mut g, &inner);
+    g.finish();
+    // The same for IPIP: egress_gso (one outer IPv4 header) and
+    // frame_ipip_tun (the outer TTL, the TCPv4 virtio header).
+    let t = tables(Mode::Ipip.config(), "k8s-node1");
+    let from = t
+        .endpoint_by_interface(FROM_IF)
+        .expect("sending endpoint on k8s-node1");
+    let mut g = c.benchmark_group("ipip_whole/64000");
+    g.throughput(Throughput::Bytes(inner.len() as u64));
+    buf[HEADROOM..].copy_from_slice(&inner);
+    let mut pkt = Packet::new(&mut buf, HEADROOM, inner.len());
+    let v = pipeline::egress_gso(&t, &mut st, from, &mut pkt, 1480);
+    assert!(matches!(v, Verdict::Send(Target::Ipip { .. })), "{v:?}");
+    assert!(l2::frame_ipip_tun(&mut pkt, Some(gso)).is_ok());
+    g.bench_function("egress_gso_frame_ipip_tun", |b| {
+        b.iter(|| {
+            buf[HEADROOM..HEADROOM + H].copy_from_slice(&pristine);
+            let mut pkt = Packet::new(&mut buf, HEADROOM, inner.len());
+            let v = pipeline::egress_gso(&t, &mut st, from, black_box(&mut pkt), 1480);
+            let hdr = l2::frame_ipip_tun(&mut pkt, Some(gso));
             let _ = black_box((v, hdr, pkt.offset()));
         })
     });
