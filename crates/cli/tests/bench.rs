@@ -90,12 +90,7 @@ fn bench_measures_every_path() {
     }
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("podwire-vxlan tcp1"));
-    let left: Vec<String> = must("ip", &["netns", "list"])
-        .lines()
-        .filter(|l| l.starts_with("pwbench"))
-        .map(str::to_string)
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    no_bench_namespaces_left();
 }
 
 /// `podwire bench --cni` in a short form: both plugins' ADDs measured
@@ -182,6 +177,11 @@ fn bench_runs_pod_pairs_at_once() {
         assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r.get("failed_pairs").is_none(), "{r}");
     }
+    no_bench_namespaces_left();
+}
+
+/// No namespace of a bench run is left.
+fn no_bench_namespaces_left() {
     let left: Vec<String> = must("ip", &["netns", "list"])
         .lines()
         .filter(|l| l.starts_with("pwbench"))

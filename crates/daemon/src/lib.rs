@@ -88,6 +88,29 @@ pub struct Options {
     pub host_interface: Option<String>,
 }
 
+/// The tunnel device `interface` that `open` makes, or `None` (with a
+/// warning saying why) when it cannot: `mode`'s super-packets are then cut
+/// up in userspace.
+fn probed<T>(
+    mode: &str,
+    interface: &str,
+    open: impl FnOnce() -> Result<T, podwire_io::tap::TapError>,
+) -> Option<T> {
+    match open() {
+        Ok(t) => {
+            tracing::info!(
+                interface,
+                "{mode} super-packets go whole to the kernel through {interface}"
+            );
+            Some(t)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; {mode} super-packets are cut up in userspace");
+            None
+        }
+    }
+}
+
 /// The tunnel TAP's name in the node's namespace (one podwire a namespace).
 pub const TUNNEL_TAP: &str = "podwire.tx";
 /// The IPIP tunnel TUN's name in the node's namespace.
@@ -341,35 +364,23 @@ pub fn run(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), Start
         }
     };
     // VXLAN super-packets whole through the tunnel TAP, when the kernel
-    // takes them.
-    let mut tunnel = None;
-    if opts.tunnel_gso && opts.tun_offload {
-        match podwire_io::tap::open(TUNNEL_TAP, threads) {
-            Ok(t) => {
-                tracing::info!(
-                    interface = TUNNEL_TAP,
-                    "VXLAN super-packets go whole to the kernel through the tunnel TAP"
-                );
-                tunnel = Some(t);
-            }
-            Err(e) => tracing::warn!("{e}; VXLAN super-packets are cut up in userspace"),
-        }
-    }
-    // IPIP super-packets whole through the IPIP tunnel TUN, when the
-    // re-tag program loads.
-    let mut ipip_tun = None;
-    if opts.tunnel_gso && opts.tun_offload {
-        match podwire_io::tap::open_ipip(IPIP_TUN, threads) {
-            Ok(t) => {
-                tracing::info!(
-                    interface = IPIP_TUN,
-                    "IPIP super-packets go whole to the kernel through the IPIP tunnel TUN"
-                );
-                ipip_tun = Some(t);
-            }
-            Err(e) => tracing::warn!("{e}; IPIP super-packets are cut up in userspace"),
-        }
-    }
+    // takes them; IPIP's through the IPIP tunnel TUN, when the re-tag
+    // program loads.
+    let whole = opts.tunnel_gso && opts.tun_offload;
+    let tunnel = whole
+        .then(|| {
+            probed("VXLAN", TUNNEL_TAP, || {
+                podwire_io::tap::open(TUNNEL_TAP, threads)
+            })
+        })
+        .flatten();
+    let mut ipip_tun = whole
+        .then(|| {
+            probed("IPIP", IPIP_TUN, || {
+                podwire_io::tap::open_ipip(IPIP_TUN, threads)
+            })
+        })
+        .flatten();
     let tunnel_mac = tunnel.as_ref().map(|t| t.mac);
     let mut tunnel_queues = tunnel.map(|t| t.queues).unwrap_or_default().into_iter();
     let mut ipip_queues = match &mut ipip_tun {
