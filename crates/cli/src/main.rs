@@ -173,9 +173,11 @@ enum Command {
         /// more than one shows whether flows stay in order across workers.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
-        /// Only these paths (comma-separated; default: all). A podwire
-        /// path's ratio needs its kernel baseline in the list too.
-        #[arg(long, value_name = "PATH,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::PATHS))]
+        /// Only these paths (comma-separated; default: all but the
+        /// ablation's, podwire-vxlan-no-offload, -no-segment, -rx and
+        /// podwire-ipip-rx). A podwire path's ratio needs its kernel
+        /// baseline in the list too.
+        #[arg(long, value_name = "PATH,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::all_paths()))]
         paths: Vec<String>,
         /// Only these tests (comma-separated; default: all).
         #[arg(long, value_name = "TEST,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(podwire_lab::bench::TESTS))]

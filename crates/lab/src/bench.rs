@@ -44,6 +44,33 @@ pub const PATHS: [&str; 11] = [
     "podwire-ipip-tun",
 ];
 
+/// More podwire paths, for an ablation beside `podwire-vxlan` (every
+/// default on), `podwire-vxlan-tap` and `podwire-ipip-tun` (super-packets
+/// whole both ways): one technique off, or one alone. Measured only when
+/// `--paths` names them.
+pub const ABLATION: [&str; 4] = [
+    "podwire-vxlan-no-offload",
+    "podwire-vxlan-no-segment",
+    "podwire-vxlan-rx",
+    "podwire-ipip-rx",
+];
+
+/// Every path `--paths` may name: [`PATHS`], then [`ABLATION`].
+pub fn all_paths() -> impl Iterator<Item = &'static str> {
+    PATHS.into_iter().chain(ABLATION)
+}
+
+/// The flags a podwire path runs its daemons with.
+fn podwire_flags(path: &str) -> &'static [&'static str] {
+    match path {
+        "podwire-vxlan-tap" | "podwire-ipip-tun" => &["--tunnel-gso", "--packet-rx"],
+        "podwire-vxlan-rx" | "podwire-ipip-rx" => &["--packet-rx"],
+        "podwire-vxlan-no-offload" => &["--no-tun-offload"],
+        "podwire-vxlan-no-segment" => &["--no-udp-segment"],
+        _ => &[],
+    }
+}
+
 /// The tests it runs on each path.
 pub const TESTS: [&str; 5] = ["tcp1", "tcp4", "udp64", "rr-udp", "rr-tcp"];
 
@@ -202,12 +229,12 @@ fn is_latency(test: &str) -> bool {
 /// The kernel path a podwire path is compared with.
 pub fn baseline(path: &str) -> Option<&'static str> {
     match path {
-        "podwire-vxlan" | "podwire-vxlan-tap" | "podwire-ipip" | "podwire-ipip-tun" => {
-            Some("kernel-vxlan")
-        }
         "podwire-direct" => Some("kernel-direct"),
         "podwire-vxlan-nat" => Some("kernel-vxlan-nat"),
         "podwire-vxlan-svc" => Some("kernel-vxlan-svc"),
+        p if p.starts_with("podwire-vxlan") || p.starts_with("podwire-ipip") => {
+            Some("kernel-vxlan")
+        }
         _ => None,
     }
 }
@@ -394,8 +421,8 @@ fn build(w: &mut Harness, exe: &str, path: &str, opts: &Options) -> Result<Built
         }
         _ => {
             let mode = match base {
-                "podwire-vxlan" | "podwire-vxlan-tap" => Mode::Vxlan,
-                "podwire-ipip" | "podwire-ipip-tun" => Mode::Ipip,
+                b if b.starts_with("podwire-vxlan") => Mode::Vxlan,
+                b if b.starts_with("podwire-ipip") => Mode::Ipip,
                 _ => Mode::Direct,
             };
             let config = w.dir.join(format!("bench-{}.yaml", mode.name()));
@@ -409,10 +436,8 @@ fn build(w: &mut Harness, exe: &str, path: &str, opts: &Options) -> Result<Built
             let config = config.to_string_lossy().into_owned();
             // Super-packets whole: out through the tunnel TAP (or TUN), in
             // through the packet socket.
-            let mut flags: Vec<String> = Vec::new();
-            if matches!(base, "podwire-vxlan-tap" | "podwire-ipip-tun") {
-                flags.extend(["--tunnel-gso".into(), "--packet-rx".into()]);
-            }
+            let mut flags: Vec<String> =
+                podwire_flags(base).iter().map(|f| f.to_string()).collect();
             if let Some(cpu) = pin {
                 flags.extend(["--cpus".into(), cpu.to_string()]);
             }
@@ -478,12 +503,17 @@ pub fn run(
         exe,
     } = lab::start(&opts.out, lab::Datastore::File)?;
     let prefix = format!("pwbench{:x}", std::process::id() & 0xffff);
-    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; PATHS.len()];
+    let known = PATHS.len() + ABLATION.len();
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); TESTS.len()]; known];
+    // The named paths; without names, PATHS (the ablation's only when named).
     let paths = || {
-        PATHS
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| Options::wants(&opts.paths, p))
+        all_paths().enumerate().filter(|(i, p)| {
+            if opts.paths.is_empty() {
+                *i < PATHS.len()
+            } else {
+                opts.paths.iter().any(|x| x == p)
+            }
+        })
     };
     let tests = || {
         TESTS
@@ -512,7 +542,7 @@ pub fn run(
                 }
                 let _ = writeln!(
                     log,
-                    "round {}/{} {path:<18} {test:<6} {:>9.2} {}  cpu {:.2}{tcp}",
+                    "round {}/{} {path:<24} {test:<6} {:>9.2} {}  cpu {:.2}{tcp}",
                     round + 1,
                     opts.rounds,
                     v.value,
@@ -581,7 +611,7 @@ fn find<'a>(r: &'a Report, path: &str, test: &str) -> Option<&'a Series> {
 pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "medians of {} round(s)", r.rounds);
-    let _ = write!(s, "{:<18}", "path");
+    let _ = write!(s, "{:<25}", "path");
     let tests = || {
         TESTS
             .into_iter()
@@ -591,13 +621,9 @@ pub fn table(r: &Report) -> String {
         let _ = write!(s, " {:>22}", format!("{t} ({})", unit(t)));
     }
     let _ = writeln!(s);
-    let measured = || {
-        PATHS
-            .into_iter()
-            .filter(|p| r.results.iter().any(|x| x.path == *p))
-    };
+    let measured = || all_paths().filter(|p| r.results.iter().any(|x| x.path == *p));
     for path in measured() {
-        let _ = write!(s, "{path:<18}");
+        let _ = write!(s, "{path:<25}");
         for test in tests() {
             let v = find(r, path, test).map_or(0.0, |x| x.median);
             let cell = match baseline(path).and_then(|b| find(r, b, test)) {
@@ -616,13 +642,13 @@ pub fn table(r: &Report) -> String {
         s,
         "CPU busy during each test (fraction of all CPUs, median), and the median per busy CPU"
     );
-    let _ = write!(s, "{:<18}", "path");
+    let _ = write!(s, "{:<25}", "path");
     for t in tests() {
         let _ = write!(s, " {:>22}", format!("{t} (per CPU)"));
     }
     let _ = writeln!(s);
     for path in measured() {
-        let _ = write!(s, "{path:<18}");
+        let _ = write!(s, "{path:<25}");
         for test in tests() {
             let cell = find(r, path, test).map_or(String::from("-"), |x| {
                 let per = if x.cpu_busy > 0.0 {
@@ -641,13 +667,13 @@ pub fn table(r: &Report) -> String {
             s,
             "Request/response latency, 64 bytes, half a round trip (us): p50 / p99 / p99.9, ratio of p50 and p99 to the baseline's"
         );
-        let _ = write!(s, "{:<18}", "path");
+        let _ = write!(s, "{:<25}", "path");
         for t in TESTS.into_iter().filter(|t| is_latency(t)) {
             let _ = write!(s, " {t:>36}");
         }
         let _ = writeln!(s);
         for path in measured() {
-            let _ = write!(s, "{path:<18}");
+            let _ = write!(s, "{path:<25}");
             for test in TESTS.into_iter().filter(|t| is_latency(t)) {
                 let cell = find(r, path, test).map_or(String::from("-"), |x| {
                     let (p99, p999) = (x.p99.unwrap_or(0.0), x.p999.unwrap_or(0.0));
@@ -674,13 +700,13 @@ pub fn table(r: &Report) -> String {
             s,
             "TCP retransmissions / reordering events, summed over rounds"
         );
-        let _ = write!(s, "{:<18}", "path");
+        let _ = write!(s, "{:<25}", "path");
         for t in &tcp {
             let _ = write!(s, " {t:>22}");
         }
         let _ = writeln!(s);
         for path in measured() {
-            let _ = write!(s, "{path:<18}");
+            let _ = write!(s, "{path:<25}");
             for test in &tcp {
                 let cell = find(r, path, test).map_or(String::from("-"), |x| {
                     format!(
@@ -800,6 +826,26 @@ mod tests {
             }
         }
         Report { rounds: 3, results }
+    }
+
+    #[test]
+    fn ablation_paths_run_their_flags_against_the_kernels_vxlan() {
+        assert_eq!(all_paths().count(), PATHS.len() + ABLATION.len());
+        // One hex digit of a path's index in its namespaces' names.
+        assert!(all_paths().count() <= 16);
+        for p in ABLATION {
+            assert_eq!(baseline(p), Some("kernel-vxlan"), "{p}");
+            assert!(!podwire_flags(p).is_empty(), "{p}");
+        }
+        assert!(podwire_flags("podwire-vxlan").is_empty());
+        assert_eq!(podwire_flags("podwire-ipip-rx"), ["--packet-rx"]);
+        assert_eq!(
+            podwire_flags("podwire-ipip-tun"),
+            ["--tunnel-gso", "--packet-rx"]
+        );
+        assert_eq!(baseline("podwire-vxlan-svc"), Some("kernel-vxlan-svc"));
+        assert_eq!(baseline("podwire-direct"), Some("kernel-direct"));
+        assert_eq!(baseline("kernel-vxlan"), None);
     }
 
     #[test]
