@@ -132,8 +132,9 @@ fn bench_cni_measures_both_plugins() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// `podwire bench --pods 3` on two paths (the kernel's VXLAN, podwire's
-/// with super-packets whole), one stream per pair: every pair's iperf3
+/// `podwire bench --pods 3` on three paths (the kernel's VXLAN, podwire's
+/// with super-packets whole, and an ablation path: IPIP received through
+/// the packet socket alone), one stream per pair: every pair's iperf3
 /// finishes (the extra pods are made and routed on both kinds of node),
 /// the throughput is their sum, and `--paths`/`--tests` keep the rest out.
 #[test]
@@ -155,7 +156,7 @@ fn bench_runs_pod_pairs_at_once() {
         ])
         .args([
             "--paths",
-            "kernel-vxlan,podwire-vxlan-tap",
+            "kernel-vxlan,podwire-vxlan-tap,podwire-ipip-rx",
             "--tests",
             "tcp1",
         ])
@@ -171,7 +172,7 @@ fn bench_runs_pod_pairs_at_once() {
     assert!(!log.contains("did not finish"), "{log}");
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = j["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2, "{j}");
+    assert_eq!(results.len(), 3, "{j}");
     for r in results {
         assert_eq!(r["test"], "tcp1");
         assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
