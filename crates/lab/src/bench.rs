@@ -636,7 +636,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(ratios: podwire-vxlan, podwire-vxlan-tap, podwire-ipip and podwire-ipip-tun to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's; for latency, rr-*, lower is better)"
+        "(ratios: every podwire-vxlan* and podwire-ipip* path to kernel-vxlan, podwire-direct to kernel-direct, each -nat and -svc path to the kernel's; for latency, rr-*, lower is better)"
     );
     let _ = writeln!(
         s,
