@@ -64,15 +64,25 @@ pub struct Tx {
     raw_queue: Vec<Pending>,
     frames: Vec<Pending>,
     vxlan_queue: Vec<PendingVxlan>,
-    /// The tunnel TAP (its MAC, this worker's queue) and the frames
-    /// waiting for it, each with its tunnel header.
-    tunnel: Option<(MacAddr, TapQueue)>,
-    tunnel_queue: Vec<(Slot, [u8; TNL_LEN])>,
-    /// The IPIP tunnel TUN (this worker's queue) and the packets waiting
-    /// for it, each with its virtio header.
-    ipip_tun: Option<TapQueue>,
-    ipip_queue: Vec<(Slot, [u8; vnet::LEN])>,
+    /// The tunnel TAP's MAC, and this worker's queue of it with the
+    /// frames waiting, each with its tunnel header.
+    tap_mac: Option<MacAddr>,
+    tap: TunnelDevice<TNL_LEN>,
+    /// This worker's queue of the IPIP tunnel TUN, and the packets
+    /// waiting, each with its virtio header.
+    ipip: TunnelDevice<{ vnet::LEN }>,
     errors: RateLimited,
+}
+
+/// A tunnel device's queue (the VXLAN TAP, the IPIP TUN) and what waits
+/// for it: packets, each written after its header.
+struct TunnelDevice<const N: usize> {
+    device: Option<TapQueue>,
+    pending: Vec<(Slot, [u8; N])>,
+    /// What is sent through it, and the bytes of link-layer header in front
+    /// of each packet (not counted as sent).
+    mode: Mode,
+    link: usize,
 }
 
 impl Tx {
@@ -94,10 +104,19 @@ impl Tx {
             raw_queue: Vec::with_capacity(capacity),
             frames: Vec::with_capacity(capacity),
             vxlan_queue: Vec::with_capacity(capacity),
-            tunnel,
-            tunnel_queue: Vec::with_capacity(capacity),
-            ipip_tun,
-            ipip_queue: Vec::with_capacity(capacity),
+            tap_mac: tunnel.as_ref().map(|t| t.0),
+            tap: TunnelDevice {
+                device: tunnel.map(|t| t.1),
+                pending: Vec::with_capacity(capacity),
+                mode: Mode::Vxlan,
+                link: ETH_LEN,
+            },
+            ipip: TunnelDevice {
+                device: ipip_tun,
+                pending: Vec::with_capacity(capacity),
+                mode: Mode::Ipip,
+                link: 0,
+            },
             errors: RateLimited::new(),
         }
     }
@@ -110,12 +129,12 @@ impl Tx {
 
     /// The tunnel TAP's MAC, when VXLAN super-packets may go whole.
     pub fn tunnel_mac(&self) -> Option<MacAddr> {
-        self.tunnel.as_ref().map(|t| t.0)
+        self.tap_mac
     }
 
     /// True when IPIP super-packets may go whole (the IPIP tunnel TUN).
     pub fn ipip_tun(&self) -> bool {
-        self.ipip_tun.is_some()
+        self.ipip.device.is_some()
     }
 
     /// Queues an IPIP packet framed for the IPIP tunnel TUN, written after
@@ -123,13 +142,13 @@ impl Tx {
     pub fn queue_ipip_tun(&mut self, slot: Slot, hdr: VnetHdr) {
         let mut h = [0u8; vnet::LEN];
         hdr.write(&mut h);
-        self.ipip_queue.push((slot, h));
+        self.ipip.pending.push((slot, h));
     }
 
     /// Queues a VXLAN super-packet framed for the tunnel TAP, written after
     /// `hdr`.
     pub fn queue_tunnel(&mut self, slot: Slot, hdr: [u8; TNL_LEN]) {
-        self.tunnel_queue.push((slot, hdr));
+        self.tap.pending.push((slot, hdr));
     }
 
     pub fn queue_delivery(&mut self, to: EndpointId, slot: Slot, whole: bool, bytes: usize) {
@@ -180,29 +199,8 @@ impl Tx {
     pub fn flush(&mut self, snap: &Snapshot, pool: &mut Pool, t: &mut Tally) {
         self.flush_endpoints(snap, pool, t);
         self.flush_vxlan(snap, pool, t);
-        let (index, errors) = (self.index, &mut self.errors);
-        let tap = self.tunnel.as_ref().map(|t| &t.1);
-        flush_device(
-            tap,
-            &mut self.tunnel_queue,
-            Mode::Vxlan,
-            ETH_LEN,
-            pool,
-            t,
-            errors,
-            index,
-        );
-        let tun = self.ipip_tun.as_ref();
-        flush_device(
-            tun,
-            &mut self.ipip_queue,
-            Mode::Ipip,
-            0,
-            pool,
-            t,
-            errors,
-            index,
-        );
+        self.tap.flush(pool, t, &mut self.errors, self.index);
+        self.ipip.flush(pool, t, &mut self.errors, self.index);
         if !self.raw_queue.is_empty() {
             let report = self
                 .raw
@@ -404,47 +402,38 @@ impl Tx {
     }
 }
 
-/// Writes what is queued for a tunnel device (the VXLAN TAP, the IPIP
-/// TUN), one `writev` each: the header, then the packet (counted as sent
-/// in `mode` without its first `link` bytes, its Ethernet header).
-#[allow(clippy::too_many_arguments)]
-fn flush_device<const N: usize>(
-    device: Option<&TapQueue>,
-    queue: &mut Vec<(Slot, [u8; N])>,
-    mode: Mode,
-    link: usize,
-    pool: &Pool,
-    t: &mut Tally,
-    errors: &mut RateLimited,
-    index: usize,
-) {
-    let Some(device) = device else {
-        t.drops(DropReason::NoUnderlay, queue.len());
-        queue.clear();
-        return;
-    };
-    let (mut full, mut failed, mut last_error) = (0, 0, None);
-    for (slot, hdr) in queue.iter() {
-        let packet = pool.bytes(slot);
-        t.syscalls(1);
-        match device.send_vectored(&[IoSlice::new(hdr), IoSlice::new(packet)]) {
-            Ok(_) => t.tx(mode, packet.len().saturating_sub(link)),
-            Err(e) if is_full(&e) => full += 1,
-            Err(e) => {
-                failed += 1;
-                last_error = Some(e);
+impl<const N: usize> TunnelDevice<N> {
+    /// Writes what is pending, one `writev` each: the header, then the
+    /// packet (counted as sent without its link-layer header).
+    fn flush(&mut self, pool: &Pool, t: &mut Tally, errors: &mut RateLimited, index: usize) {
+        let Some(device) = self.device.as_ref() else {
+            t.drops(DropReason::NoUnderlay, self.pending.len());
+            self.pending.clear();
+            return;
+        };
+        let (mut full, mut failed, mut last_error) = (0, 0, None);
+        for (slot, hdr) in &self.pending {
+            let packet = pool.bytes(slot);
+            t.syscalls(1);
+            match device.send_vectored(&[IoSlice::new(hdr), IoSlice::new(packet)]) {
+                Ok(_) => t.tx(self.mode, packet.len().saturating_sub(self.link)),
+                Err(e) if is_full(&e) => full += 1,
+                Err(e) => {
+                    failed += 1;
+                    last_error = Some(e);
+                }
             }
         }
-    }
-    queue.clear();
-    t.drops(DropReason::TxFull, full);
-    t.drops(DropReason::TxError, failed);
-    if let (Some(e), Some(held)) = (last_error, errors.allow()) {
-        tracing::warn!(
-            worker = index,
-            "write to the {} tunnel device: {e} ({held} similar errors not logged)",
-            mode.name()
-        );
+        self.pending.clear();
+        t.drops(DropReason::TxFull, full);
+        t.drops(DropReason::TxError, failed);
+        if let (Some(e), Some(held)) = (last_error, errors.allow()) {
+            tracing::warn!(
+                worker = index,
+                "write to the {} tunnel device: {e} ({held} similar errors not logged)",
+                self.mode.name()
+            );
+        }
     }
 }
 

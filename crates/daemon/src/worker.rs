@@ -546,9 +546,10 @@ impl Worker {
                     || (self.tx.ipip_tun() && l2::carries_tcp_data(self.pool.bytes(&s))) =>
             {
                 let mut pkt = Packet::new(self.pool.buf(s.buf), s.start, s.len());
-                let framed = match self.tx.ipip_tun() {
-                    true => l2::frame_ipip_tun(&mut pkt, gso),
-                    false => Err(DropReason::UnsupportedGso),
+                let framed = if self.tx.ipip_tun() {
+                    l2::frame_ipip_tun(&mut pkt, gso)
+                } else {
+                    Err(DropReason::UnsupportedGso)
                 };
                 match framed {
                     Ok(hdr) => self.tx.queue_ipip_tun(slot(s.buf, &pkt), hdr),

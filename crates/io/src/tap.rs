@@ -263,13 +263,12 @@ fn open_forwarding(name: &str, queues: usize, tun: bool) -> Result<Vec<TapQueue>
 /// with the re-tag program ([`crate::sys::ebpf::ipip_retag`]) on its TCX
 /// ingress hook, so that the kernel cuts them as IPIP; routed to the
 /// underlay as the tunnel TAP's frames are. The program stays attached
-/// while `link` is open.
+/// (and loaded: the link holds it) while `link` is open.
 #[derive(Debug)]
 pub struct IpipTun {
     pub name: String,
     pub queues: Vec<TapQueue>,
     _link: OwnedFd,
-    _prog: OwnedFd,
 }
 
 /// Makes the IPIP tunnel TUN `name` with `queues` queues and attaches the
@@ -288,7 +287,6 @@ pub fn open_ipip(name: &str, queues: usize) -> Result<IpipTun, TapError> {
         name: name.to_string(),
         queues: qs,
         _link: link,
-        _prog: prog,
     })
 }
 
