@@ -274,7 +274,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Runs one test from `b.from` to `b.to_ip` (server in `b.to`) — a
+/// Runs one test from `b.from` to `b.to_ip` (server in `b.to`); a
 /// throughput test on every pair of `b` at once, summed.
 fn measure(w: &mut Harness, b: &Built, test: &str, seconds: u32) -> Result<Sample, LabError> {
     let (from, to, to_ip) = (b.from.as_str(), b.to.as_str(), b.to_ip.as_str());
@@ -299,44 +299,11 @@ fn measure(w: &mut Harness, b: &Built, test: &str, seconds: u32) -> Result<Sampl
         "udp64" => &["-u", "-l", "64", "-b", "0"],
         _ => &[],
     };
-    if !b.extra.is_empty() {
-        return measure_pairs(w, b, test, extra, seconds);
-    }
-    let reorder_before = reorder_events(w, from)?;
-    let before = cpu_ticks();
-    let v = w.iperf3_json(from, to, to_ip, extra, seconds)?;
-    let cpu = busy_between(before, cpu_ticks());
-    Ok(if test == "udp64" {
-        let sum = &v["end"]["sum"];
-        let received =
-            sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
-        Sample {
-            value: received / sum["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3,
-            tcp: None,
-            cpu,
-            tail: None,
-            failed: 0,
-        }
-    } else {
-        let reorder = reorder_events(w, from)?.saturating_sub(reorder_before);
-        Sample {
-            value: v["end"]["sum_received"]["bits_per_second"]
-                .as_f64()
-                .unwrap_or(0.0)
-                / 1e9,
-            tcp: Some((
-                v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
-                reorder,
-            )),
-            cpu,
-            tail: None,
-            failed: 0,
-        }
-    })
+    measure_pairs(w, b, test, extra, seconds)
 }
 
-/// The same on every pod pair at once (`--pods`): throughput summed over
-/// the pairs, retransmissions and reordering too.
+/// A throughput test on every pod pair of `b` at once (one pair without
+/// `--pods`): summed over the pairs, retransmissions and reordering too.
 fn measure_pairs(
     w: &mut Harness,
     b: &Built,
@@ -346,8 +313,9 @@ fn measure_pairs(
 ) -> Result<Sample, LabError> {
     let mut pairs = vec![(b.from.clone(), b.to.clone(), b.to_ip.clone())];
     pairs.extend(b.extra.iter().cloned());
+    let udp = test == "udp64";
     let mut reorder_before = 0;
-    for (from, _, _) in &pairs {
+    for (from, _, _) in pairs.iter().filter(|_| !udp) {
         reorder_before += reorder_events(w, from)?;
     }
     let before = cpu_ticks();
@@ -357,39 +325,37 @@ fn measure_pairs(
         return Err(err(format!("no pair finished: {}", failed.join("; "))));
     }
     let sum = |f: &dyn Fn(&serde_json::Value) -> f64| results.iter().map(f).sum::<f64>();
-    if test == "udp64" {
-        let value = sum(&|v| {
+    let mut sample = Sample {
+        value: 0.0,
+        tcp: None,
+        cpu,
+        tail: None,
+        failed: failed.len(),
+    };
+    if udp {
+        // Datagrams received (sent less lost) per second, in thousands.
+        sample.value = sum(&|v| {
             let s = &v["end"]["sum"];
             let received =
                 s["packets"].as_f64().unwrap_or(0.0) - s["lost_packets"].as_f64().unwrap_or(0.0);
             received / s["seconds"].as_f64().unwrap_or(1.0).max(1e-9) / 1e3
         });
-        return Ok(Sample {
-            value,
-            tcp: None,
-            cpu,
-            tail: None,
-            failed: failed.len(),
-        });
+        return Ok(sample);
     }
     let mut reorder_after = 0;
     for (from, _, _) in &pairs {
         reorder_after += reorder_events(w, from)?;
     }
-    Ok(Sample {
-        value: sum(&|v| {
-            v["end"]["sum_received"]["bits_per_second"]
-                .as_f64()
-                .unwrap_or(0.0)
-        }) / 1e9,
-        tcp: Some((
-            sum(&|v| v["end"]["sum_sent"]["retransmits"].as_f64().unwrap_or(0.0)) as u64,
-            reorder_after.saturating_sub(reorder_before),
-        )),
-        cpu,
-        tail: None,
-        failed: failed.len(),
-    })
+    sample.value = sum(&|v| {
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+    }) / 1e9;
+    sample.tcp = Some((
+        sum(&|v| v["end"]["sum_sent"]["retransmits"].as_f64().unwrap_or(0.0)) as u64,
+        reorder_after.saturating_sub(reorder_before),
+    ));
+    Ok(sample)
 }
 
 /// What a built path measures: the sender's namespace, the receiver's

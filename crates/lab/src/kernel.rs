@@ -130,10 +130,8 @@ pub(crate) fn pods_with_pairs(
     let nodes = [w.name("n1"), w.name("n2")];
     let (n1, n2) = (&crate::topology::NODES[1], &crate::topology::NODES[2]);
     // Each node routes the peer's extra blocks as it routes its first one.
-    for (peer, ns, peer_index) in [(n2, &nodes[0], 2), (n1, &nodes[1], 1)] {
-        if pairs <= 1 {
-            break;
-        }
+    let peers = [(n2, &nodes[0], 2), (n1, &nodes[1], 1)];
+    for (peer, ns, peer_index) in peers.into_iter().filter(|_| pairs > 1) {
         for block in crate::topology::extra_blocks(peer_index) {
             let route: Vec<&str> = if vxlan {
                 let via = peer.host.tunnel;

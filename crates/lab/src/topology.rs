@@ -105,17 +105,8 @@ pub(crate) fn extra_pod(node: usize, k: usize) -> (String, String) {
 /// [`cluster_yaml`] with `pairs - 1` more pods on k8s-node1 and as many on
 /// k8s-node2, in the blocks of [`extra_blocks`].
 pub fn cluster_with_pairs(mode: Mode, pairs: usize) -> String {
-    let mut c = with_pool(
-        mode,
-        &format!("podwire bench, {} mode, {pairs} pod pairs", mode.name()),
-    );
-    for n in &NODES {
-        let h = n.host;
-        c = c.calico_node(h.name, &h.cidr(), h.block);
-        for (iface, ip) in &n.pods {
-            c = c.with(Endpoint::new(h.name, iface, ip));
-        }
-    }
+    let comment = format!("podwire bench, {} mode, {pairs} pod pairs", mode.name());
+    let mut c = nodes_with_pods(mode, NODES.len(), &comment);
     for node in [1, 2] {
         let name = NODES[node].host.name;
         for block in extra_blocks(node) {
@@ -150,7 +141,13 @@ pub(crate) fn make_extra_pods(
 
 /// The cluster of the first `nodes` of [`NODES`], with their pods.
 pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
-    let mut c = with_pool(mode, &format!("podwire lab, {} mode", mode.name()));
+    nodes_with_pods(mode, nodes, &format!("podwire lab, {} mode", mode.name())).yaml()
+}
+
+/// The pool (headed by `comment`) and the first `nodes` of [`NODES`] with
+/// their pods.
+fn nodes_with_pods(mode: Mode, nodes: usize, comment: &str) -> ClusterBuilder {
+    let mut c = with_pool(mode, comment);
     for n in &NODES[..nodes] {
         let h = n.host;
         c = c.calico_node(h.name, &h.cidr(), h.block);
@@ -158,7 +155,7 @@ pub(crate) fn cluster_of(mode: Mode, nodes: usize) -> String {
             c = c.with(Endpoint::new(h.name, iface, ip));
         }
     }
-    c.yaml()
+    c
 }
 
 /// A cluster of the lab's pool alone (10.2.0.0/16, blocks of /26, the

@@ -161,12 +161,10 @@ impl Harness {
     ) -> Result<serde_json::Value, Error> {
         self.check()?;
         let cpu = self.tools_cpu.map(|c| c.to_string());
-        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
-        let server = [&pin[..], &["iperf3", "-s", "-1"]].concat();
+        let server = pinned(&cpu, &["iperf3", "-s", "-1"]);
         self.spawn("iperf-server", to, &server, Io::Null)?;
         let secs = seconds.to_string();
-        let mut args = pin.clone();
-        args.extend(["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
+        let mut args = pinned(&cpu, &["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
         args.extend_from_slice(extra);
         let mut out = None;
         for _ in 0..50 {
@@ -185,6 +183,16 @@ impl Harness {
     }
 }
 
+/// `cmd`, run on CPU `cpu` (`taskset -c`) when there is one.
+fn pinned<'a>(cpu: &'a Option<String>, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = match cpu {
+        Some(c) => vec!["taskset", "-c", c.as_str()],
+        None => Vec::new(),
+    };
+    v.extend_from_slice(cmd);
+    v
+}
+
 /// The port of [`Harness::sockperf_ping_pong`]'s server (not iperf3's:
 /// sockperf does not reuse a port a TCP connection just left).
 pub const SOCKPERF_PORT: &str = "11111";
@@ -201,8 +209,7 @@ impl Harness {
     ) -> Result<(Vec<serde_json::Value>, Vec<String>), Error> {
         self.check()?;
         let cpu = self.tools_cpu.map(|c| c.to_string());
-        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
-        let server = [&pin[..], &["iperf3", "-s", "-1"]].concat();
+        let server = pinned(&cpu, &["iperf3", "-s", "-1"]);
         for (k, (_, to, _)) in pairs.iter().enumerate() {
             self.spawn(&format!("iperf-server-{k}"), to, &server, Io::Null)?;
         }
@@ -222,8 +229,7 @@ impl Harness {
         }
         let secs = seconds.to_string();
         for (k, (from, _, to_ip)) in pairs.iter().enumerate() {
-            let mut args = pin.clone();
-            args.extend(["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
+            let mut args = pinned(&cpu, &["iperf3", "-c", to_ip, "-t", &secs, "-J"]);
             args.extend_from_slice(extra);
             self.spawn(&format!("iperf-client-{k}"), from, &args, Io::Piped)?;
         }
@@ -269,11 +275,11 @@ impl Harness {
         self.check()?;
         const PORT: &str = SOCKPERF_PORT;
         let cpu = self.tools_cpu.map(|c| c.to_string());
-        let pin: Vec<&str> = cpu.as_deref().map_or(vec![], |c| vec!["taskset", "-c", c]);
-        let mut server = pin.clone();
-        server.extend(["sockperf", "server", "-i", "0.0.0.0", "-p", PORT]);
-        let mut client = pin.clone();
-        client.extend(["sockperf", "ping-pong", "-i", to_ip, "-p", PORT, "-m", "64"]);
+        let mut server = pinned(&cpu, &["sockperf", "server", "-i", "0.0.0.0", "-p", PORT]);
+        let mut client = pinned(
+            &cpu,
+            &["sockperf", "ping-pong", "-i", to_ip, "-p", PORT, "-m", "64"],
+        );
         if tcp {
             server.push("--tcp");
             client.push("--tcp");
