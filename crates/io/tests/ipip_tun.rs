@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use podwire_wire::checksum::{self, Sum};
+use podwire_wire::ipv4;
 use podwire_wire::vnet::{self, VnetHdr};
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
@@ -42,28 +43,25 @@ fn super_packet() -> (VnetHdr, Vec<u8>) {
     let data = SEGMENTS * MSS;
     let inner_len = 40 + data;
     let mut p = vec![0u8; 20 + inner_len];
-    let outer = &mut p[..20];
-    outer[0] = 0x45;
-    outer[2..4].copy_from_slice(&((20 + inner_len) as u16).to_be_bytes());
-    outer[4..6].copy_from_slice(&OUTER_ID.to_be_bytes());
-    outer[6] = 0x40;
-    outer[8] = 65;
-    outer[9] = 4;
-    outer[12..16].copy_from_slice(&A_IP.octets());
-    outer[16..20].copy_from_slice(&B_IP.octets());
-    let c = checksum::checksum(outer);
-    outer[10..12].copy_from_slice(&c.to_be_bytes());
+    // Both IPv4 headers, DF, with their checksums (podwire-wire's emitter).
+    let header = |total: usize, ident, ttl, proto, src: Ipv4Addr, dst: Ipv4Addr| {
+        let mut h = [0u8; ipv4::HEADER_LEN];
+        let e = ipv4::Emit {
+            tos: 0,
+            total_len: total as u16,
+            ident,
+            flags_frag: ipv4::FLAG_DF,
+            ttl,
+            proto,
+            src: u32::from(src),
+            dst: u32::from(dst),
+        };
+        ipv4::emit(&mut h, &e);
+        h
+    };
+    p[..20].copy_from_slice(&header(20 + inner_len, OUTER_ID, 65, 4, A_IP, B_IP));
+    p[20..40].copy_from_slice(&header(inner_len, INNER_ID, 63, 6, POD_A, POD_B));
     let inner = &mut p[20..60];
-    inner[0] = 0x45;
-    inner[2..4].copy_from_slice(&(inner_len as u16).to_be_bytes());
-    inner[4..6].copy_from_slice(&INNER_ID.to_be_bytes());
-    inner[6] = 0x40;
-    inner[8] = 63;
-    inner[9] = 6;
-    inner[12..16].copy_from_slice(&POD_A.octets());
-    inner[16..20].copy_from_slice(&POD_B.octets());
-    let c = checksum::checksum(&inner[..20]);
-    inner[10..12].copy_from_slice(&c.to_be_bytes());
     let tcp = &mut inner[20..40];
     tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
     tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
