@@ -16,22 +16,11 @@ fn bench_measures_every_path() {
     }
     let lab = common::Lab::new();
     let svg = lab.dir.join("bench.svg");
-    let out = Command::new(PODWIRE)
-        .args(["bench", "--rounds", "1", "--seconds", "1", "--json"])
-        .args([
-            "--plot",
-            svg.to_str().unwrap(),
-            "--out",
-            lab.dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let plot = ["--plot", svg.to_str().unwrap()];
+    let (j, _) = bench_json(
+        &lab,
+        &[&["--rounds", "1", "--seconds", "1"], &plot[..]].concat(),
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["rounds"], 1);
     let results = j["results"].as_array().unwrap();
     assert_eq!(results.len(), 55);
@@ -102,17 +91,7 @@ fn bench_cni_measures_both_plugins() {
         return;
     }
     let lab = common::Lab::new();
-    let out = Command::new(PODWIRE)
-        .args(["bench", "--cni", "--adds", "3", "--json", "--out"])
-        .arg(&lab.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (j, _) = bench_json(&lab, &["--cni", "--adds", "3"]);
     assert_eq!(j["adds"], 3);
     let results = j["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
@@ -143,34 +122,12 @@ fn bench_runs_pod_pairs_at_once() {
         return;
     }
     let lab = common::Lab::new();
-    let out = Command::new(PODWIRE)
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--seconds",
-            "1",
-            "--json",
-            "--pods",
-            "3",
-        ])
-        .args([
-            "--paths",
-            "kernel-vxlan,podwire-vxlan-tap,podwire-ipip-rx",
-            "--tests",
-            "tcp1",
-        ])
-        .args(["--out", lab.dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
+    #[rustfmt::skip]
+    let (j, log) = bench_json(&lab, &[
+        "--rounds", "1", "--seconds", "1", "--pods", "3",
+        "--paths", "kernel-vxlan,podwire-vxlan-tap,podwire-ipip-rx", "--tests", "tcp1",
+    ]);
     assert!(!log.contains("did not finish"), "{log}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = j["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "{j}");
     for r in results {
@@ -179,6 +136,20 @@ fn bench_runs_pod_pairs_at_once() {
         assert!(r.get("failed_pairs").is_none(), "{r}");
     }
     no_bench_namespaces_left();
+}
+
+/// `podwire bench --json --out <lab dir>` with `args`, which must succeed:
+/// its JSON, and what it logged.
+fn bench_json(lab: &common::Lab, args: &[&str]) -> (serde_json::Value, String) {
+    let out = Command::new(PODWIRE)
+        .args(["bench", "--json", "--out", lab.dir.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let j = serde_json::from_slice(&out.stdout).unwrap();
+    (j, log)
 }
 
 /// No namespace of a bench run is left.
